@@ -1,0 +1,207 @@
+"""Command line: argument parsing and one function per subcommand, nothing else.
+
+Every user mistake ends as one line on stderr and exit status 2 (UserError)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, NoReturn
+
+from console.model import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="PATH", help="database file (env SWITCHBOARD_DB; default in the user data dir)")
+    p.add_argument("--config", metavar="PATH", help="settings TOML (default config/switchboard.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="switchboard", description="Terminal operations console for voice-AI operations.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the orchestrator headless; events as JSON lines on stdout")
+    _common(p)
+    p.add_argument("--workflow", metavar="FILE", help="load this workflow first")
+    p.add_argument("--until-idle", action="store_true",
+                   help="exit when nothing is queued or running: 0 if every process completed, else 1")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="processes running at once")
+    p.add_argument("--synchronous", choices=["NORMAL", "FULL"], help="SQLite durability (FULL survives power loss)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("load", help="register a workflow file's processes and queue them")
+    _common(p)
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("status", help="show processes and their states")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("resume", help="queue a process again (interrupted, cancelled, failed, blocked, pending)")
+    _common(p)
+    p.add_argument("id")
+    p.add_argument("--force", action="store_true", help="first in line, skipping any retry delay")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running process")
+    _common(p)
+    p.add_argument("id")
+    p.set_defaults(func=cmd_cancel)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any):
+    from console.settings import load_settings
+
+    if args.db:
+        overrides["db"] = Path(args.db)
+    return load_settings(args.config, **overrides)
+
+
+async def _with_store(settings, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from console.store import open_store
+
+    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def _ensure_data_dir(settings) -> None:
+    if settings.db is None:  # the default location: create it on first use
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from console import headless
+    from console.engine.workflow import parse_workflow
+
+    engine: dict[str, Any] = {}
+    if args.max_concurrent is not None:
+        engine["max_concurrent"] = args.max_concurrent
+    store: dict[str, Any] = {}
+    if args.synchronous:
+        store["synchronous"] = args.synchronous
+    settings = _settings(args, engine=engine or None, store=store or None)
+    workflow = parse_workflow(args.workflow) if args.workflow else None
+    _ensure_data_dir(settings)
+    if workflow is not None:
+        asyncio.run(_with_store(settings, lambda store: _precheck(store, settings, workflow)))
+    return asyncio.run(headless.run(settings, workflow, args.until_idle))
+
+
+async def _precheck(store, settings, workflow) -> int:
+    """Check a workflow against the database before anything is written."""
+    from console.engine.graph import DependencyGraph
+    from console.engine.workflow import check_workflow
+
+    graph = DependencyGraph()
+    for d in await store.list_dependencies():
+        graph.add(d)
+    processes = {p.id: p for p in await store.list_processes()}
+    snapshot_pools = (await store.load_snapshot()).pools
+    check_workflow(workflow, processes, graph, {**settings.engine.resources, **snapshot_pools})
+    return 0
+
+
+def _act(args: argparse.Namespace, kind: str, payload: dict[str, Any], precheck=None) -> int:
+    from console.engine.control import act
+
+    settings = _settings(args)
+    _ensure_data_dir(settings)
+
+    async def go(store) -> int:
+        if precheck is not None:
+            await precheck(store, settings)
+        status, message = await act(store, settings, kind, payload)
+        if status == "done":
+            print(message)
+            return 0
+        if status == "error":
+            raise UserError(message)
+        print(f"switchboard: {message}", file=sys.stderr)
+        return 1
+
+    return asyncio.run(_with_store(settings, go))
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from console.engine.workflow import parse_workflow
+
+    workflow = parse_workflow(args.file)
+    return _act(args, "load", workflow.to_json(), precheck=lambda store, s: _precheck(store, s, workflow))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _act(args, "resume", {"id": args.id, "force": args.force})
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    return _act(args, "cancel", {"id": args.id})
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.db_path.exists():
+        raise UserError(f"{settings.db_path}: no database yet (run `switchboard load` or `switchboard run` first)")
+
+    async def go(store) -> int:
+        processes = await store.list_processes()
+        holder = await store.lease_holder()
+        owner = None
+        if holder is not None:
+            owner = {"pid": holder.pid, "host": holder.host, "role": holder.role,
+                     "heartbeat_age_s": round(time.time() - holder.heartbeat_at, 1)}
+        counts: dict[str, int] = {}
+        for p in processes:
+            counts[p.state.value] = counts.get(p.state.value, 0) + 1
+        if args.json:
+            print(json.dumps({"db": str(settings.db_path), "owner": owner, "counts": counts,
+                              "processes": [p.summary() for p in processes]}, indent=2))
+            return 0
+        who = f"{owner['role']} pid {owner['pid']}" if owner else "nobody (not running)"
+        print(f"{settings.db_path} — dispatched by {who}")
+        print("  ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no processes")
+        if processes:
+            width = max(len(p.id) for p in processes)
+            print(f"{'ID':<{width}}  {'KIND':<8} {'STATE':<11} {'PROG':>5}  {'TRY':>5}  {'PRIORITY':<8}  REASON")
+            for p in processes:
+                reason = p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
+                                      if p.interruption and p.state.value == "interrupted" else "")
+                print(f"{p.id:<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
+                      f"{p.attempt:>2}/{p.max_attempts:<2}  {p.priority.value:<8}  {reason}")
+        return 0
+
+    return asyncio.run(_with_store(settings, go))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"switchboard: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""What a running handler sees of the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from console.model import Process
+
+if TYPE_CHECKING:
+    from console.engine.orchestrator import Orchestrator
+
+_UNSET: Any = object()
+
+
+class RunContext:
+    """Handed to a kind's `run` (and to a python-kind entry point as `ctx`).
+
+    `checkpoint` is the latest checkpoint data (None on a first run), `attempt` the run's
+    number (1 on the first). `stopping` is set when the engine shuts down: finish or
+    checkpoint quickly, the engine cancels the run after its grace period."""
+
+    def __init__(self, engine: Orchestrator, process: Process, settings_grace_s: float):
+        self._engine = engine
+        self._process = process
+        self.process_id = process.id
+        self.spec: dict[str, Any] = process.spec
+        self.args: dict[str, Any] = process.spec.get("args") or {}
+        self.checkpoint: Any = process.checkpoint
+        self.attempt: int = process.attempt
+        self.stopping = asyncio.Event()
+        self.cancel_grace_s = settings_grace_s
+
+    @property
+    def progress(self) -> float:
+        return self._process.progress
+
+    @property
+    def workdir(self) -> Path:
+        """A folder of this process's own under the data dir, created on first use."""
+        return self._engine.workdir(self.process_id)
+
+    async def report(self, progress: float | None = None, checkpoint: Any = _UNSET) -> None:
+        """Record progress (0-100) and/or a checkpoint; returns once it is committed."""
+        await self._engine.report(self._process, progress, checkpoint)
+
+    def log(self, text: str) -> None:
+        self._engine.log(self._process, text)

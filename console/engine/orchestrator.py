@@ -1,0 +1,798 @@
+"""The resume orchestrator: one asyncio task on the host's loop, woken by events.
+
+Life of a process: a resume request is placed (`_place`) as blocked, waiting (dependencies,
+retry time, resources) or ready; the dispatcher starts ready work while slots and pools
+allow; the run's outcome is committed, announced, and only the process's own neighbours
+in the graph are looked at again. Every change goes through a WriteBatch that is committed
+before its events are published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Hashable, Iterable
+
+from console import kinds
+from console.engine.bus import EventBus
+from console.engine.context import _UNSET, RunContext
+from console.engine.graph import DependencyGraph
+from console.engine.pools import ResourcePools
+from console.engine.ready import ReadyQueue
+from console.engine.workflow import Workflow, check_workflow
+from console.model import (
+    AUTO_RETRY,
+    DEAD_ENDS,
+    IN_QUEUE,
+    RESUMABLE,
+    Checkpoint,
+    Dependency,
+    Event,
+    Interrupted,
+    Interruption,
+    InterruptionType,
+    PermanentFailure,
+    Process,
+    RequestSource,
+    ResumeRequest,
+    State,
+    UserError,
+)
+from console.settings import Settings
+from console.store import Command, LeaseHolder, Store, WriteBatch
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_S = 600.0
+LOG_LINE_MAX = 2000
+CLI_LEASE_WAIT_S = 5.0
+
+
+class OwnedElsewhere(UserError):
+    def __init__(self, db: str, holder: LeaseHolder):
+        super().__init__(
+            f"{db} is already dispatched by {holder.role} pid {holder.pid} on {holder.host}; "
+            "use `switchboard status`, `resume` and `cancel` to act through it"
+        )
+        self.holder = holder
+
+
+@dataclass
+class LoadResult:
+    added: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    dependencies_added: int = 0
+
+    def describe(self) -> str:
+        text = f"loaded {len(self.added)} new process(es)"
+        if self.existing:
+            text += f", {len(self.existing)} already present (left as they are)"
+        return text + f", {self.dependencies_added} new dependency(ies)"
+
+
+@dataclass
+class _Work:
+    process: Process
+    ctx: RunContext
+    started: float
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # "cancel" | "shutdown"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clock_text(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+class Orchestrator:
+    def __init__(self, store: Store, settings: Settings, *, role: str = "runner"):
+        self.store = store
+        self.settings = settings
+        self.config = settings.engine
+        self.role = role
+        self.bus = EventBus()
+        self.processes: dict[str, Process] = {}
+        self.requests: dict[str, ResumeRequest] = {}
+        self.graph = DependencyGraph()
+        self.pools = ResourcePools(self.config.resources)
+        self.dispatching = False
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[str]]] = {
+            "resume": lambda a: self.resume(a["id"], force=bool(a.get("force"))),
+            "cancel": lambda a: self.cancel(a["id"]),
+            "load": lambda a: self._load_command(a),
+        }
+        self._ready = ReadyQueue()
+        self._signatures: dict[Hashable, dict[str, int]] = {}
+        self._running: dict[str, _Work] = {}
+        self._timers: list[tuple[float, int, str]] = []  # (when, n, process id)
+        self._timer_n = 0
+        self._timer_handle: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._event_seq = 0
+        self._request_seq = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._pending_logs: list[tuple[str, float, str]] = []
+        self._log_flush: asyncio.Task[None] | None = None
+        self._commands_lock = asyncio.Lock()
+        self._token = uuid.uuid4().hex
+        self._started = False
+        self._stopping = False
+        self._stopped = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self, dispatch: bool = True) -> None:
+        """Claim the database, load it, recover from a crash, and (with `dispatch`) start work."""
+        deadline = time.monotonic() + CLI_LEASE_WAIT_S
+        while True:
+            now = time.time()
+            holder = LeaseHolder(self._token, os.getpid(), socket.gethostname(), self.role, now, now)
+            current = await self.store.acquire_lease(holder, self._lease_is_stale)
+            if current is None:
+                break
+            # A CLI command holds the database for a moment only: wait for it.
+            if current.role != "cli" or time.monotonic() > deadline:
+                raise OwnedElsewhere(self.store.path, current)
+            await asyncio.sleep(0.05)
+        self._started = True
+        snapshot = await self.store.load_snapshot()
+        self.pools.resize(snapshot.pools)
+        self._event_seq = snapshot.last_event_seq
+        self._request_seq = snapshot.last_request_seq
+        for p in snapshot.processes:
+            self.processes[p.id] = p
+        for d in snapshot.dependencies:
+            self.graph.add(d)
+        for r in snapshot.requests:
+            self.requests[r.process_id] = r
+        await self._recover()
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="lease-heartbeat"))
+        if dispatch:
+            self.dispatching = True
+            self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="dispatch"))
+            self._tasks.append(asyncio.create_task(self._watch_external(), name="external-changes"))
+            self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+            self._wake.set()
+
+    def _lease_is_stale(self, holder: LeaseHolder) -> bool:
+        if time.time() - holder.heartbeat_at > self.config.lease_ttl_s:
+            return True
+        # On this host we can tell at once whether the owner is still alive (kill -9 case).
+        return holder.host == socket.gethostname() and holder.pid != os.getpid() and not _pid_alive(holder.pid)
+
+    async def _recover(self) -> None:
+        b = WriteBatch()
+        for p in self.processes.values():
+            if p.state is State.RUNNING:
+                p.metrics.interruptions += 1
+                p.interruption = Interruption(
+                    InterruptionType.CRASH, "the previous owner stopped while this was running"
+                )
+                self._set(p, State.INTERRUPTED, None, b)
+                self._request(p, RequestSource.RECOVERY, b)
+            elif p.state in IN_QUEUE and p.id not in self.requests:
+                self._request(p, RequestSource.RECOVERY, b)
+        for pid in list(self.requests):
+            p = self.processes.get(pid)
+            if p is None or p.state not in IN_QUEUE | {State.INTERRUPTED, State.PENDING}:
+                del self.requests[pid]
+                b.requests[pid] = None
+        self._reconsider(list(self.requests), b)
+        await self._commit(b)
+
+    async def stop(self) -> None:
+        """Stop taking work, give running work its grace period, persist what is left as
+        interrupted(shutdown) so the next start resumes it, and release the database."""
+        if self._stopped or not self._started:
+            return
+        self._stopping = True
+        self.dispatching = False
+        self._wake.set()
+        # Let a dispatch pass in progress finish, so every started run has its task.
+        for t in self._tasks:
+            if t.get_name() == "dispatch":
+                await asyncio.gather(t, return_exceptions=True)
+        works = list(self._running.values())
+        for w in works:
+            w.stop_reason = "shutdown"
+            w.ctx.stopping.set()
+        tasks = [w.task for w in works if w.task is not None]
+        if tasks:
+            _, still = await asyncio.wait(tasks, timeout=self.config.shutdown_grace_s)
+            for t in still:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._log_flush is not None:
+            await asyncio.gather(self._log_flush, return_exceptions=True)
+        await self._flush_logs()
+        await self.store.release_lease(self._token)
+        self._stopped = True
+
+    async def run_until_idle(self) -> None:
+        """Wait until nothing is queued, waiting on a timer, or running."""
+        while True:
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+            if self._is_idle():
+                return
+
+    # -- the dispatcher -------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad pass must not stop dispatching
+                log.exception("dispatch pass failed")
+
+    async def _dispatch_once(self) -> None:
+        b = WriteBatch()
+        self._fire_due_timers(b)
+        started: list[_Work] = []
+        while len(self._running) < self.config.max_concurrent:
+            pid = self._ready.pop_best(self._fits)
+            if pid is None:
+                break
+            started.append(self._start_run(self.processes[pid], b))
+        self._arm_timer()
+        if not b.empty():
+            await self._commit(b)  # `running` is committed and announced before the work starts
+        for w in started:
+            w.task = asyncio.create_task(self._run(w), name=f"run:{w.process.id}")
+        if self._is_idle():
+            self._idle.set()
+
+    def _fits(self, signature: Hashable) -> bool:
+        need = self._signatures[signature]
+        if not self.pools.fits(need):
+            return False
+        if isinstance(signature, tuple) and signature[:1] == ("exclusive",):
+            return not any(pid in self._running for pid in self.graph.exclusive_partners(signature[1]))
+        return True
+
+    def _signature(self, p: Process) -> Hashable:
+        if self.graph.exclusive_partners(p.id):
+            sig: Hashable = ("exclusive", p.id)
+        else:
+            sig = tuple(sorted(p.resources.items()))
+        self._signatures[sig] = p.resources
+        return sig
+
+    def _start_run(self, p: Process, b: WriteBatch) -> _Work:
+        req = self.requests.pop(p.id)
+        b.requests[p.id] = None
+        self.pools.acquire(p.resources)
+        p.attempt += 1
+        p.started_at = time.time()
+        p.metrics.resumes_total += 1
+        self._set(p, State.RUNNING, None, b, data={"source": req.source.value})
+        work = _Work(p, RunContext(self, p, self.config.cancel_grace_s), time.monotonic())
+        self._running[p.id] = work
+        return work
+
+    def _is_idle(self) -> bool:
+        if self._running or len(self._ready):
+            return False
+        return not any(self._timer_valid(pid) for _, _, pid in self._timers)
+
+    # -- timers (retry times and dependency time-outs) -------------------------------------------
+
+    def _add_timer(self, when: float, pid: str) -> None:
+        self._timer_n += 1
+        heapq.heappush(self._timers, (when, self._timer_n, pid))
+
+    def _timer_valid(self, pid: str) -> bool:
+        p = self.processes.get(pid)
+        return p is not None and p.state is State.WAITING and pid in self.requests
+
+    def _fire_due_timers(self, b: WriteBatch) -> None:
+        now = time.time()
+        due: list[str] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, _, pid = heapq.heappop(self._timers)
+            if self._timer_valid(pid):
+                due.append(pid)
+        if due:
+            self._reconsider(due, b)
+
+    def _arm_timer(self) -> None:
+        while self._timers and not self._timer_valid(self._timers[0][2]):
+            heapq.heappop(self._timers)
+        when = self._timers[0][0] if self._timers else None
+        if when == self._timer_when:
+            return
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+        self._timer_when = when
+        if when is not None:
+            self._timer_handle = asyncio.get_running_loop().call_later(
+                max(0.0, when - time.time()), self._timer_fired
+            )
+
+    def _timer_fired(self) -> None:
+        self._timer_handle = None
+        self._timer_when = None
+        self._wake.set()
+
+    # -- placing requests -----------------------------------------------------------------------
+
+    def _satisfied(self, d: Dependency, up: Process) -> bool:
+        if up.state is State.COMPLETED:
+            return True
+        # 100 % means "completed": a run may report 100 and still fail while finishing.
+        return d.required_completion_percent < 100 and up.progress >= d.required_completion_percent
+
+    def _place(self, p: Process, b: WriteBatch) -> bool:
+        """Put a process that holds a request where it belongs. Returns True if it got blocked."""
+        req = self.requests[p.id]
+        self._ready.remove(p.id)
+        now = time.time()
+        unmet: list[tuple[Dependency, Process]] = []
+        for d in self.graph.upstream(p.id):
+            if not d.type.orders:
+                continue
+            up = self.processes[d.dependency]
+            if self._satisfied(d, up):
+                continue
+            if up.state in DEAD_ENDS:
+                self._block(p, f"dependency {up.id} is {up.state.value}", b)
+                return True
+            if d.timeout_minutes is not None and now >= req.requested_at + d.timeout_minutes * 60:
+                self._block(p, f"dependency {up.id} timed out after {d.timeout_minutes:g} min", b)
+                return True
+            unmet.append((d, up))
+        if unmet:
+            d, up = unmet[0]
+            need = "to complete" if d.required_completion_percent >= 100 else f"≥ {d.required_completion_percent:g}%"
+            more = f" (+{len(unmet) - 1} more)" if len(unmet) > 1 else ""
+            self._set(p, State.WAITING, f"needs {up.id} {need}{more}", b)
+            for d, _ in unmet:
+                if d.timeout_minutes is not None:
+                    self._add_timer(req.requested_at + d.timeout_minutes * 60, p.id)
+            return False
+        if req.not_before is not None and req.not_before > now and not req.force_immediate:
+            self._set(p, State.WAITING, f"retry at {_clock_text(req.not_before)}", b)
+            self._add_timer(req.not_before, p.id)
+            return False
+        shortage = self.pools.shortage(p.resources)
+        if shortage is None:
+            busy = [x for x in self.graph.exclusive_partners(p.id) if x in self._running]
+            if busy:
+                shortage = f"never runs with {busy[0]} (running)"
+        self._set(p, State.WAITING if shortage else State.QUEUED, shortage, b)
+        self._ready.push(req, self._signature(p))
+        self._wake.set()
+        return False
+
+    def _block(self, p: Process, reason: str, b: WriteBatch) -> None:
+        self.requests.pop(p.id, None)
+        b.requests[p.id] = None
+        self._ready.remove(p.id)
+        self._set(p, State.BLOCKED, reason, b)
+
+    def _reconsider(self, ids: Iterable[str], b: WriteBatch) -> None:
+        """Re-place the given processes and follow the consequences downstream, iteratively
+        (a chain of 10,000 must not hit the recursion limit)."""
+        work = deque(ids)
+        while work:
+            p = self.processes[work.popleft()]
+            if p.id in self.requests and p.state is not State.RUNNING:
+                if self._place(p, b):
+                    work.extend(self._dependents(p, lambda q: q.id in self.requests))
+            elif p.state is State.BLOCKED and self._dead_upstream(p) is None:
+                self._request(p, RequestSource.DEPENDENCY, b)
+                if not self._place(p, b):
+                    work.extend(self._dependents(p, lambda q: q.state is State.BLOCKED))
+
+    def _dependents(self, p: Process, keep: Callable[[Process], bool]) -> list[str]:
+        return [d.dependent for d in self.graph.downstream(p.id)
+                if d.type.orders and keep(self.processes[d.dependent])]
+
+    def _dead_upstream(self, p: Process) -> Process | None:
+        for d in self.graph.upstream(p.id):
+            up = self.processes[d.dependency]
+            if d.type.orders and not self._satisfied(d, up) and up.state in DEAD_ENDS:
+                return up
+        return None
+
+    def _request(
+        self, p: Process, source: RequestSource, b: WriteBatch,
+        force: bool = False, not_before: float | None = None,
+    ) -> ResumeRequest:
+        self._request_seq += 1
+        req = ResumeRequest(
+            process_id=p.id, priority=p.priority, requested_at=time.time(), seq=self._request_seq,
+            source=source, not_before=not_before, force_immediate=force,
+        )
+        self.requests[p.id] = req
+        b.requests[p.id] = req
+        return req
+
+    # -- state changes --------------------------------------------------------------------------
+
+    def _set(
+        self, p: Process, state: State, reason: str | None, b: WriteBatch,
+        message: str = "", data: dict[str, Any] | None = None,
+    ) -> None:
+        if p.state is state and p.reason == reason and not message:
+            return
+        previous = p.state
+        p.state = state
+        p.reason = reason
+        p.updated_at = time.time()
+        b.processes[p.id] = p
+        info = {"from": previous.value, "attempt": p.attempt, "progress": round(p.progress, 1)}
+        if state is State.INTERRUPTED and p.interruption is not None:
+            info["interruption"] = p.interruption.to_json()
+        if data:
+            info.update(data)
+        b.events.append(self._event(p.id, state.value, message or reason or "", info))
+
+    def _event(self, pid: str | None, type_: str, message: str = "", data: dict[str, Any] | None = None) -> Event:
+        self._event_seq += 1
+        return Event(self._event_seq, time.time(), pid, type_, message, data)
+
+    async def _commit(self, b: WriteBatch, extra: Iterable[Event] = ()) -> None:
+        """Commit, then announce: nothing is published that a crash could take back."""
+        if not b.empty():
+            await self.store.write(b)
+        for e in b.events:
+            self.bus.publish(e)
+        for e in extra:
+            self.bus.publish(e)
+
+    # -- running work ---------------------------------------------------------------------------
+
+    async def _run(self, w: _Work) -> None:
+        p = w.process
+        outcome: str
+        detail: Any = None
+        try:
+            if w.stop_reason is not None:  # cancelled or stopped before it began
+                raise asyncio.CancelledError
+            kind = kinds.get(p.kind)
+            await kind.run(w.ctx)
+            outcome = "completed"
+        except asyncio.CancelledError:
+            outcome = "stopped"
+            if w.stop_reason is None:  # cancelled from outside (the loop is going away)
+                w.stop_reason = "shutdown"
+        except Interrupted as e:
+            outcome, detail = "interrupted", e
+        except PermanentFailure as e:
+            outcome, detail = "failed", str(e) or type(e).__name__
+        except KeyError as e:
+            outcome, detail = "error", f"unknown kind {p.kind!r}" if str(e).strip("'") == p.kind else repr(e)
+        except Exception as e:  # noqa: BLE001 - a handler's exception never stops the engine
+            outcome, detail = "error", f"{type(e).__name__}: {e}"
+            self.log(p, "".join(traceback.format_exception(e)).rstrip())
+        finally:
+            # Slots are returned on every path, before anything else can await.
+            self.pools.release(p.resources)
+            self._running.pop(p.id, None)
+        b = WriteBatch()
+        self._finish(w, outcome, detail, b)
+        try:
+            await self._commit(b)
+        finally:
+            self._wake.set()
+        if outcome == "stopped" and w.stop_reason == "shutdown" and not self._stopping:
+            raise asyncio.CancelledError
+
+    def _finish(self, w: _Work, outcome: str, detail: Any, b: WriteBatch) -> None:
+        p = w.process
+        now = time.time()
+        elapsed = time.monotonic() - w.started
+        if outcome == "completed":
+            p.progress = 100.0
+            p.finished_at = now
+            p.interruption = None
+            p.metrics.resumes_succeeded += 1
+            p.metrics.resume_seconds_total += elapsed
+            self._set(p, State.COMPLETED, None, b, data={"elapsed_s": round(elapsed, 4)})
+            self._reconsider(self._dependents(p, lambda q: q.state is State.WAITING), b)
+            return
+        if w.stop_reason == "cancel":
+            p.interruption = Interruption(InterruptionType.OPERATOR, "cancelled by an operator")
+            self._set(p, State.CANCELLED, "cancelled while running", b)
+            self._reconsider(self._dependents(p, lambda q: q.id in self.requests), b)
+            return
+        if w.stop_reason == "shutdown":
+            p.metrics.interruptions += 1
+            p.interruption = Interruption(InterruptionType.SHUTDOWN, "stopped by a shutdown; resumes at next start")
+            self._set(p, State.INTERRUPTED, None, b)
+            self._request(p, RequestSource.SHUTDOWN, b)
+            return
+        if outcome == "failed":
+            p.metrics.resumes_failed += 1
+            p.metrics.resume_seconds_total += elapsed
+            self._fail(p, str(detail), b)
+            return
+        if outcome == "error":
+            p.failures += 1
+            p.metrics.resumes_failed += 1
+            p.metrics.resume_seconds_total += elapsed
+            if p.failures >= p.max_attempts:
+                self._fail(p, f"attempts used up ({p.failures}/{p.max_attempts}): {detail}", b)
+                return
+            interruption = Interrupted(str(detail), InterruptionType.ERROR)
+        else:
+            interruption = detail
+        self._interrupt(p, interruption, b)
+
+    def _fail(self, p: Process, reason: str, b: WriteBatch) -> None:
+        p.finished_at = time.time()
+        self._set(p, State.FAILED, reason, b)
+        self._reconsider(self._dependents(p, lambda q: q.id in self.requests), b)
+
+    def _interrupt(self, p: Process, e: Interrupted, b: WriteBatch) -> None:
+        p.metrics.interruptions += 1
+        p.interruption = Interruption(e.type, e.message, retry_at=e.retry_at)
+        self._set(p, State.INTERRUPTED, None, b, message=f"{e.type.value}: {e.message}".rstrip(": "))
+        if e.type in AUTO_RETRY:
+            if e.retry_at is not None:
+                not_before = max(e.retry_at, time.time())
+            else:
+                exponent = max(0, p.attempt - 1)
+                delay = min(self.config.retry_max_s, self.config.retry_base_s * 2**exponent)
+                not_before = time.time() + delay * random.uniform(0.5, 1.0)  # jitter
+            self._request(p, RequestSource.RETRY, b, not_before=not_before)
+            self._reconsider([p.id], b)
+
+    # -- what handlers call -----------------------------------------------------------------------
+
+    async def report(self, p: Process, progress: float | None, checkpoint: Any = _UNSET) -> None:
+        b = WriteBatch()
+        before = p.progress
+        if progress is not None:
+            p.progress = min(100.0, max(0.0, float(progress)))
+        if checkpoint is not _UNSET:
+            p.checkpoint_seq += 1
+            p.checkpoint = checkpoint
+            b.checkpoints.append(Checkpoint(p.id, p.checkpoint_seq, p.progress, checkpoint, time.time()))
+        p.updated_at = time.time()
+        b.processes[p.id] = p
+        notice = self._event(p.id, "progress", "", {"progress": round(p.progress, 1),
+                                                   "checkpoint": checkpoint is not _UNSET})
+        await self._commit(b, extra=[notice])
+        if p.progress > before:
+            crossed = [
+                d.dependent for d in self.graph.downstream(p.id)
+                if d.type.orders and before < d.required_completion_percent <= p.progress
+                and self.processes[d.dependent].state is State.WAITING
+            ]
+            if crossed:
+                b2 = WriteBatch()
+                self._reconsider(crossed, b2)
+                await self._commit(b2)
+
+    def log(self, p: Process, text: str) -> None:
+        now = time.time()
+        for line in str(text).splitlines() or [""]:
+            line = line[:LOG_LINE_MAX]
+            self._pending_logs.append((p.id, now, line))
+            self.bus.publish(self._event(p.id, "log", line))
+        if self._log_flush is None or self._log_flush.done():
+            self._log_flush = asyncio.get_running_loop().create_task(self._flush_logs())
+
+    async def _flush_logs(self) -> None:
+        while self._pending_logs:
+            lines, self._pending_logs = self._pending_logs, []
+            await self.store.write(WriteBatch(logs=lines))
+
+    def workdir(self, process_id: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in process_id)
+        path = self.settings.resolved_data_dir / "work" / safe
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- operator actions (console, CLI through the inbox, intake) ----------------------------------
+
+    def _get(self, process_id: str) -> Process:
+        p = self.processes.get(process_id)
+        if p is None:
+            raise UserError(f"no process {process_id!r}")
+        return p
+
+    async def resume(self, process_id: str, force: bool = False) -> str:
+        p = self._get(process_id)
+        b = WriteBatch()
+        if p.state in IN_QUEUE:
+            if not force:
+                raise UserError(f"{p.id} is already {p.state.value}" + (f" ({p.reason})" if p.reason else ""))
+            req = self.requests[p.id]
+            self._request(p, RequestSource.OPERATOR, b, force=True)
+            self.requests[p.id].requested_at = req.requested_at  # keep its dependency time-outs
+        elif p.state in RESUMABLE:
+            if p.state is State.FAILED:
+                p.failures = 0  # a fresh set of attempts
+            self._request(p, RequestSource.OPERATOR, b, force=force)
+        else:
+            raise UserError(f"{p.id} is {p.state.value}; only interrupted, cancelled, failed, blocked "
+                            "or pending processes can be resumed")
+        self._reconsider([p.id], b)
+        self._reconsider(self._dependents(p, lambda q: q.state is State.BLOCKED), b)
+        await self._commit(b)
+        return f"{p.id}: {p.state.value}" + (f" ({p.reason})" if p.reason else "")
+
+    async def cancel(self, process_id: str) -> str:
+        p = self._get(process_id)
+        if p.state is State.RUNNING:
+            w = self._running[p.id]
+            w.stop_reason = "cancel"
+            if w.task is None:  # starting right now: its run sees stop_reason and ends at once
+                return f"{p.id}: cancelling"
+            w.task.cancel()
+            await asyncio.gather(w.task, return_exceptions=True)
+            return f"{p.id}: cancelled"
+        if p.state in (State.COMPLETED, State.CANCELLED):
+            raise UserError(f"{p.id} is already {p.state.value}")
+        b = WriteBatch()
+        self.requests.pop(p.id, None)
+        b.requests[p.id] = None
+        self._ready.remove(p.id)
+        p.interruption = Interruption(InterruptionType.OPERATOR, "cancelled by an operator")
+        self._set(p, State.CANCELLED, "cancelled by an operator", b)
+        self._reconsider(self._dependents(p, lambda q: q.id in self.requests), b)
+        await self._commit(b)
+        return f"{p.id}: cancelled"
+
+    async def _load_command(self, payload: dict[str, Any]) -> str:
+        return (await self.load(Workflow.from_json(payload))).describe()
+
+    async def load(self, wf: Workflow) -> LoadResult:
+        """Register a workflow's new processes and queue them. Idempotent and all-or-nothing:
+        every check runs before the first change."""
+        result = LoadResult()
+        new, new_deps = check_workflow(wf, self.processes, self.graph, self.pools.sizes)
+        result.existing = [p.id for p in wf.processes if p.id in self.processes]
+        # -- every check passed: apply
+        b = WriteBatch(pools=dict(wf.resources))
+        self.pools.resize(wf.resources)
+        now = time.time()
+        for p in new:
+            p.state, p.created_at, p.updated_at = State.PENDING, now, now
+            self.processes[p.id] = p
+            b.processes[p.id] = p
+            b.events.append(self._event(p.id, "registered", f"{p.kind} from {wf.source}",
+                                        {"priority": p.priority.value}))
+            result.added.append(p.id)
+        for d in new_deps:
+            self.graph.add(d)
+            b.dependencies.append(d)
+        result.dependencies_added = len(new_deps)
+        to_place = []
+        for p in new:
+            if p.id not in wf.held:
+                self._request(p, RequestSource.WORKFLOW, b)
+                to_place.append(p.id)
+        # existing processes that gained a dependency look again
+        to_place += [d.dependent for d in new_deps if d.dependent in self.requests and d.dependent not in to_place]
+        self._reconsider(to_place, b)
+        await self._commit(b)
+        return result
+
+    # -- commands from other processes -------------------------------------------------------------
+
+    async def _watch_external(self) -> None:
+        version = await self.store.data_version()
+        await self.process_commands()
+        while True:
+            await asyncio.sleep(self.config.external_poll_s)
+            try:
+                current = await self.store.data_version()
+                if current != version:
+                    version = current
+                    await self.process_commands()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("reading commands failed")
+
+    async def process_commands(self) -> int:
+        async with self._commands_lock:
+            commands = await self.store.new_commands()
+            for c in commands:
+                status, result = await self.execute(c)
+                await self.store.write(WriteBatch(commands_done={c.id: (status, result)}))
+            return len(commands)
+
+    async def execute(self, c: Command) -> tuple[str, str]:
+        handler = self.commands.get(c.kind)
+        if handler is None:
+            return "error", f"unknown command {c.kind!r}"
+        try:
+            return "done", await handler(c.payload)
+        except UserError as e:
+            return "error", str(e)
+        except Exception as e:  # noqa: BLE001 - reported back to whoever asked
+            log.exception("command %s failed", c.kind)
+            return "error", f"{type(e).__name__}: {e}"
+
+    # -- background upkeep -------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = self.config.lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.store.renew_lease(self._token, time.time()):
+                    log.error("lost the claim on %s; dispatching stops", self.store.path)
+                    self.dispatching = False
+                    self._stopping = True
+                    self._wake.set()
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("renewing the claim failed")
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                cutoff = time.time() - self.config.history_retention_hours * 3600
+                await self.store.prune_history(cutoff)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("pruning history failed")
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+    # -- read side ----------------------------------------------------------------------------------
+
+    def queue(self) -> list[ResumeRequest]:
+        """Resume requests in dispatch order."""
+        return sorted(self.requests.values(), key=ResumeRequest.sort_key)
+
+    def running(self) -> list[Process]:
+        return [w.process for w in self._running.values()]
+
+    async def status(self) -> dict[str, Any]:
+        counts = {s.value: 0 for s in State}
+        for p in self.processes.values():
+            counts[p.state.value] += 1
+        hour = await self.store.count_events(["completed", "failed"], time.time() - 3600)
+        finished = hour.get("completed", 0) + hour.get("failed", 0)
+        return {
+            "counts": counts,
+            "active": len(self._running),
+            "queued": len(self.requests),
+            "running": sorted(self._running),
+            "success_rate_1h": hour.get("completed", 0) / finished if finished else None,
+            "resources": self.pools.utilisation(),
+            "max_concurrent": self.config.max_concurrent,
+        }

@@ -1,0 +1,212 @@
+"""Workflow files (TOML): parsed and validated completely before anything is written.
+
+Every error names the file, the process (or dependency) and the field."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from console import kinds
+from console.engine.graph import DependencyGraph
+from console.model import Dependency, DependencyType, Priority, Process, UserError
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$"
+
+
+class _ProcessEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the rest is the kind's spec, checked by the kind
+
+    id: str = Field(pattern=ID_PATTERN)
+    kind: str
+    priority: Priority = Priority.MEDIUM
+    resources: dict[str, int] = Field(default_factory=dict)
+    max_attempts: int = Field(3, ge=1, le=1000)
+    hold: bool = False
+
+
+class _DependencyEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dependent: str
+    dependency: str
+    type: DependencyType = DependencyType.SEQUENTIAL
+    required_completion_percent: float = Field(100.0, gt=0, le=100)
+    timeout_minutes: float | None = Field(None, gt=0)
+
+
+@dataclass
+class Workflow:
+    source: str
+    processes: list[Process] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)  # ids with hold = true
+    dependencies: list[Dependency] = field(default_factory=list)
+    resources: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain form to hand to the owning process through the store's inbox."""
+        return {
+            "source": self.source,
+            "processes": [
+                {"id": p.id, "kind": p.kind, "priority": p.priority.value, "resources": p.resources,
+                 "max_attempts": p.max_attempts, "spec": p.spec, "hold": p.id in self.held}
+                for p in self.processes
+            ],
+            "dependencies": [
+                {"dependent": d.dependent, "dependency": d.dependency, "type": d.type.value,
+                 "required_completion_percent": d.required_completion_percent,
+                 "timeout_minutes": d.timeout_minutes}
+                for d in self.dependencies
+            ],
+            "resources": self.resources,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Workflow:
+        wf = cls(source=data["source"], resources=dict(data.get("resources") or {}))
+        for p in data["processes"]:
+            wf.processes.append(Process(
+                id=p["id"], kind=p["kind"], priority=Priority(p["priority"]), resources=p["resources"],
+                max_attempts=p["max_attempts"], spec=p["spec"],
+            ))
+            if p.get("hold"):
+                wf.held.add(p["id"])
+        for d in data["dependencies"]:
+            wf.dependencies.append(Dependency(
+                dependent=d["dependent"], dependency=d["dependency"], type=DependencyType(d["type"]),
+                required_completion_percent=d["required_completion_percent"],
+                timeout_minutes=d.get("timeout_minutes"),
+            ))
+        return wf
+
+
+def _first_error(err: ValidationError) -> tuple[str, str]:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    return loc, e["msg"]
+
+
+def parse_workflow(path: str | Path) -> Workflow:
+    """Read and check a workflow file; raises UserError naming file, process and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such workflow file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read workflow file: {e}") from None
+    return parse_workflow_text(text, str(path), base_dir=path.resolve().parent)
+
+
+def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{source}: not valid TOML: {e}") from None
+
+    unknown = set(data) - {"resources", "process", "dependency"}
+    if unknown:
+        raise UserError(f"{source}: unknown table {sorted(unknown)[0]!r} (expected resources, process, dependency)")
+
+    wf = Workflow(source=source)
+    resources = data.get("resources", {})
+    if not isinstance(resources, dict):
+        raise UserError(f"{source}: [resources] must be a table of pool = size")
+    for name, size in resources.items():
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise UserError(f"{source}: resources: pool {name!r}: size must be a whole number ≥ 0, not {size!r}")
+    wf.resources = dict(resources)
+
+    raw_processes = data.get("process", [])
+    if not isinstance(raw_processes, list) or not raw_processes:
+        raise UserError(f"{source}: no [[process]] entries")
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_processes):
+        name = raw.get("id") if isinstance(raw, dict) else None
+        where = f"{source}: process {name!r}" if isinstance(name, str) else f"{source}: process #{index + 1}"
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: must be a table")
+        try:
+            entry = _ProcessEntry.model_validate(raw)
+        except ValidationError as e:
+            loc, msg = _first_error(e)
+            raise UserError(f"{where}: field {loc!r}: {msg}") from None
+        if entry.id in seen:
+            raise UserError(f"{where}: field 'id': duplicate id {entry.id!r}")
+        seen.add(entry.id)
+        for pool, amount in entry.resources.items():
+            if amount < 1:
+                raise UserError(f"{where}: field 'resources': amount for pool {pool!r} must be ≥ 1, not {amount}")
+        try:
+            kind = kinds.get(entry.kind)
+        except KeyError:
+            raise UserError(
+                f"{where}: field 'kind': unknown kind {entry.kind!r} (known: {', '.join(kinds.names())})"
+            ) from None
+        try:
+            spec = kind.validate_spec(dict(entry.model_extra or {}), base_dir)
+        except kinds.SpecError as e:
+            raise UserError(f"{where}: field {e.field!r}: {e.message}") from None
+        wf.processes.append(Process(
+            id=entry.id, kind=entry.kind, priority=entry.priority, resources=entry.resources,
+            max_attempts=entry.max_attempts, spec=spec,
+        ))
+        if entry.hold:
+            wf.held.add(entry.id)
+
+    raw_deps = data.get("dependency", [])
+    if not isinstance(raw_deps, list):
+        raise UserError(f"{source}: [[dependency]] entries must be an array of tables")
+    pairs: set[tuple[str, str]] = set()
+    for index, raw in enumerate(raw_deps):
+        where = f"{source}: dependency #{index + 1}"
+        if isinstance(raw, dict) and isinstance(raw.get("dependent"), str):
+            where += f" ({raw.get('dependent')} → {raw.get('dependency')})"
+        try:
+            entry = _DependencyEntry.model_validate(raw)
+        except ValidationError as e:
+            loc, msg = _first_error(e)
+            raise UserError(f"{where}: field {loc!r}: {msg}") from None
+        if entry.dependent == entry.dependency:
+            raise UserError(f"{where}: a process cannot depend on itself")
+        if (entry.dependent, entry.dependency) in pairs:
+            raise UserError(f"{where}: duplicate dependency")
+        pairs.add((entry.dependent, entry.dependency))
+        wf.dependencies.append(Dependency(
+            dependent=entry.dependent, dependency=entry.dependency, type=entry.type,
+            required_completion_percent=entry.required_completion_percent,
+            timeout_minutes=entry.timeout_minutes,
+        ))
+    return wf
+
+
+def check_workflow(
+    wf: Workflow, processes: Mapping[str, Process], graph: DependencyGraph, pool_sizes: Mapping[str, int]
+) -> tuple[list[Process], list[Dependency]]:
+    """Check a parsed workflow against what the database holds already. Returns the processes
+    and dependencies that are new; raises UserError (file, process, field) otherwise."""
+    new = [p for p in wf.processes if p.id not in processes]
+    known = set(processes) | {p.id for p in new}
+    for d in wf.dependencies:
+        for end, name in ((d.dependent, "dependent"), (d.dependency, "dependency")):
+            if end not in known:
+                raise UserError(f"{wf.source}: dependency ({d.dependent} → {d.dependency}): "
+                                f"field {name!r}: unknown process {end!r}")
+    new_deps = [d for d in wf.dependencies if not graph.has(d.dependent, d.dependency)]
+    cycle = graph.find_cycle(new_deps)
+    if cycle:
+        raise UserError(f"{wf.source}: dependency cycle refused: {' → '.join(reversed(cycle))} (→ = depends on)")
+    sizes = {**pool_sizes, **wf.resources}
+    for p in new:
+        for pool, amount in p.resources.items():
+            if pool not in sizes:
+                raise UserError(f"{wf.source}: process {p.id!r}: field 'resources': unknown pool {pool!r} "
+                                f"(known: {', '.join(sorted(sizes))})")
+            if amount > sizes[pool]:
+                raise UserError(f"{wf.source}: process {p.id!r}: field 'resources': needs {amount} of "
+                                f"pool {pool!r}, which has only {sizes[pool]}")
+    return new, new_deps

@@ -1,0 +1,74 @@
+"""`switchboard run`: the engine without a screen. Events go to stdout as JSON lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from typing import TextIO
+
+from console.engine.orchestrator import Orchestrator
+from console.engine.workflow import Workflow
+from console.model import Event, State
+from console.settings import Settings
+from console.store import open_store
+
+
+class JsonLines:
+    """Writes events as JSON lines; flushes once per loop turn, not once per event."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self._flush_scheduled = False
+
+    def __call__(self, event: Event) -> None:
+        self.out.write(json.dumps(event.to_json(), separators=(",", ":"), default=str) + "\n")
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        try:
+            self.out.flush()
+        except (BrokenPipeError, ValueError):  # reader went away: keep running, stop writing
+            self.out = open("/dev/null", "w")  # noqa: SIM115
+
+
+async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
+              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
+    await store.open()
+    orchestrator = Orchestrator(store, settings, role="runner")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    try:
+        orchestrator.bus.subscribe(JsonLines(out))
+        await orchestrator.start()
+        if workflow is not None:
+            result = await orchestrator.load(workflow)
+            err.write(f"switchboard: {workflow.source}: {result.describe()}\n")
+        waits = [asyncio.create_task(stop.wait())]
+        if until_idle:
+            waits.append(asyncio.create_task(orchestrator.run_until_idle()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for t in waits:
+            t.cancel()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await orchestrator.stop()
+        await store.close()
+    states = [p.state for p in orchestrator.processes.values()]
+    counts = {s.value: states.count(s) for s in State if states.count(s)}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no processes"
+    err.write(f"switchboard: {summary} ({time.monotonic() - started:.2f} s)\n")
+    out.flush()
+    if until_idle:
+        return 0 if all(s is State.COMPLETED for s in states) else 1
+    return 0

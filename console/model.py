@@ -1,0 +1,286 @@
+"""Domain types shared by the store, the engine, the kinds and the front ends. No I/O here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class State(str, Enum):
+    PENDING = "pending"  # registered, never queued (e.g. `hold = true`)
+    QUEUED = "queued"  # a resume request is waiting for a slot
+    WAITING = "waiting"  # queued, but dependencies, resources or a retry time are not met
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"  # non-retryable, or attempts used up
+    INTERRUPTED = "interrupted"  # stopped mid-way; resumable from its checkpoint
+    CANCELLED = "cancelled"  # by an operator; resumable on request
+    BLOCKED = "blocked"  # a dependency failed, was cancelled or timed out
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# States in which a process holds a resume request (it is "in the queue").
+IN_QUEUE = frozenset({State.QUEUED, State.WAITING})
+# States from which an operator's resume starts the process again.
+RESUMABLE = frozenset(
+    {State.PENDING, State.INTERRUPTED, State.CANCELLED, State.FAILED, State.BLOCKED}
+)
+# States a dependent treats as "this dependency will never get there on its own".
+DEAD_ENDS = frozenset({State.FAILED, State.CANCELLED, State.BLOCKED})
+
+
+class Priority(str, Enum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Lower dispatches first."""
+        return _PRIORITY_RANK[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
+
+
+class DependencyType(str, Enum):
+    SEQUENTIAL = "sequential"  # start once the dependency reached the required percent
+    DATA = "data"  # same rule; says the dependent consumes the dependency's output
+    PARALLEL = "parallel"  # no ordering; shown in the graph
+    RESOURCE = "resource"  # the two never run at the same time
+
+    @property
+    def orders(self) -> bool:
+        return self in (DependencyType.SEQUENTIAL, DependencyType.DATA)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class InterruptionType(str, Enum):
+    CRASH = "crash"
+    SHUTDOWN = "shutdown"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    NO_PROVIDER = "no_provider"
+    OPERATOR = "operator"
+    TIMEOUT = "timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RequestSource(str, Enum):
+    OPERATOR = "operator"
+    DEPENDENCY = "dependency"
+    RETRY = "retry"
+    RECOVERY = "recovery"
+    SHUTDOWN = "shutdown"
+    WORKFLOW = "workflow"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Interruption:
+    type: InterruptionType
+    message: str = ""
+    occurred_at: float = field(default_factory=time.time)
+    retry_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type.value,
+            "message": self.message,
+            "occurred_at": self.occurred_at,
+            "retry_at": self.retry_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Interruption | None:
+        if not data:
+            return None
+        return cls(
+            type=InterruptionType(data["type"]),
+            message=data.get("message", ""),
+            occurred_at=data.get("occurred_at") or 0.0,
+            retry_at=data.get("retry_at"),
+        )
+
+
+@dataclass
+class ResumeRequest:
+    """The queue entry. A process has at most one."""
+
+    process_id: str
+    priority: Priority
+    requested_at: float
+    seq: int  # FIFO tie-break within a priority
+    source: RequestSource
+    not_before: float | None = None
+    force_immediate: bool = False
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (0 if self.force_immediate else 1, self.priority.rank, self.seq)
+
+
+@dataclass
+class Dependency:
+    dependent: str
+    dependency: str
+    type: DependencyType = DependencyType.SEQUENTIAL
+    required_completion_percent: float = 100.0
+    timeout_minutes: float | None = None
+
+
+@dataclass
+class Metrics:
+    resumes_total: int = 0
+    resumes_succeeded: int = 0
+    resumes_failed: int = 0
+    resume_seconds_total: float = 0.0
+    interruptions: int = 0
+
+    @property
+    def average_resume_s(self) -> float | None:
+        done = self.resumes_succeeded + self.resumes_failed
+        return self.resume_seconds_total / done if done else None
+
+    @property
+    def reliability(self) -> float | None:
+        """Share of finished runs that succeeded (1.0 = always)."""
+        done = self.resumes_succeeded + self.resumes_failed
+        return self.resumes_succeeded / done if done else None
+
+    @property
+    def interruption_rate(self) -> float | None:
+        """Interruptions per started run."""
+        return self.interruptions / self.resumes_total if self.resumes_total else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resumes_total": self.resumes_total,
+            "resumes_succeeded": self.resumes_succeeded,
+            "resumes_failed": self.resumes_failed,
+            "average_resume_s": self.average_resume_s,
+            "reliability": self.reliability,
+            "interruption_rate": self.interruption_rate,
+        }
+
+
+@dataclass
+class Process:
+    id: str
+    kind: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    priority: Priority = Priority.MEDIUM
+    resources: dict[str, int] = field(default_factory=dict)
+    max_attempts: int = 3
+    state: State = State.PENDING
+    reason: str | None = None  # why it waits or is blocked, in words
+    progress: float = 0.0
+    attempt: int = 0  # runs started so far
+    failures: int = 0  # runs that ended in an error; failed once it reaches max_attempts
+    interruption: Interruption | None = None
+    checkpoint: Any = None  # latest checkpoint data (JSON value)
+    checkpoint_seq: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON shape the CLI prints (`status --json`)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state.value,
+            "progress": round(self.progress, 1),
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "priority": self.priority.value,
+            "resources": self.resources,
+            "reason": self.reason,
+            "interruption": self.interruption.to_json() if self.interruption else None,
+            "updated_at": self.updated_at,
+            "metrics": self.metrics.to_json(),
+        }
+
+
+@dataclass
+class Checkpoint:
+    process_id: str
+    seq: int
+    progress: float
+    data: Any
+    created_at: float
+
+
+@dataclass
+class Event:
+    """A state change (persisted in the history) or a progress/log notice (memory only)."""
+
+    seq: int
+    ts: float
+    process_id: str | None
+    type: str  # a State value, or "progress", "log", "registered", "pool", "command"
+    message: str = ""
+    data: dict[str, Any] | None = None
+
+    @property
+    def persisted(self) -> bool:
+        return self.type not in ("progress", "log")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "seq": self.seq,
+            "ts": self.ts,
+            "process": self.process_id,
+            "type": self.type,
+        }
+        if self.message:
+            out["message"] = self.message
+        if self.data:
+            out["data"] = self.data
+        return out
+
+
+class UserError(Exception):
+    """A mistake in what the user gave us: printed as one line, exit status 2."""
+
+
+class Interrupted(Exception):
+    """Raised by a handler (or a python-kind entry point) to stop mid-way, resumably.
+
+    `transient`, `rate_limited` and `error` are retried automatically with backoff
+    (at `retry_at` when given); the other types wait for an operator's resume."""
+
+    def __init__(
+        self,
+        message: str = "",
+        type: InterruptionType | str = InterruptionType.TRANSIENT,
+        retry_at: float | None = None,
+    ):
+        super().__init__(message)
+        self.type = InterruptionType(type)
+        self.message = message
+        self.retry_at = retry_at
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when retrying cannot help (e.g. a rejected API key)."""
+
+
+# Interruption types the engine retries by itself; the others wait for an operator.
+AUTO_RETRY = frozenset({InterruptionType.TRANSIENT, InterruptionType.RATE_LIMITED, InterruptionType.ERROR})

@@ -1,0 +1,453 @@
+"""The embedded store: one aiosqlite connection (one thread), WAL, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import aiosqlite
+
+from console.model import (
+    Checkpoint,
+    Dependency,
+    DependencyType,
+    Event,
+    Interruption,
+    Metrics,
+    Priority,
+    Process,
+    RequestSource,
+    ResumeRequest,
+    State,
+    UserError,
+)
+from console.store import Command, LeaseHolder, Snapshot, WriteBatch
+from console.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+CHECKPOINTS_KEPT = 20  # per process; older ones are pruned as new ones arrive
+
+_PROCESS_COLUMNS = (
+    "id", "kind", "priority", "spec", "resources", "max_attempts", "state", "reason",
+    "progress", "attempt", "failures", "interruption", "checkpoint", "checkpoint_seq",
+    "created_at", "updated_at", "started_at", "finished_at", "resumes_total",
+    "resumes_succeeded", "resumes_failed", "resume_seconds", "interruptions",
+)
+_UPSERT_PROCESS = (
+    f"INSERT INTO processes ({', '.join(_PROCESS_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _PROCESS_COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _PROCESS_COLUMNS if c != "id")
+)
+_REQUEST_COLUMNS = ("process_id", "priority", "requested_at", "seq", "source", "not_before", "force_immediate")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _process_row(p: Process) -> tuple:
+    m = p.metrics
+    return (
+        p.id, p.kind, p.priority.value, _dumps(p.spec), _dumps(p.resources), p.max_attempts,
+        p.state.value, p.reason, p.progress, p.attempt, p.failures,
+        _dumps(p.interruption.to_json()) if p.interruption else None,
+        _dumps(p.checkpoint) if p.checkpoint is not None else None, p.checkpoint_seq,
+        p.created_at, p.updated_at, p.started_at, p.finished_at, m.resumes_total,
+        m.resumes_succeeded, m.resumes_failed, m.resume_seconds_total, m.interruptions,
+    )
+
+
+def _process_from(row: sqlite3.Row) -> Process:
+    return Process(
+        id=row["id"],
+        kind=row["kind"],
+        priority=Priority(row["priority"]),
+        spec=json.loads(row["spec"]),
+        resources=json.loads(row["resources"]),
+        max_attempts=row["max_attempts"],
+        state=State(row["state"]),
+        reason=row["reason"],
+        progress=row["progress"],
+        attempt=row["attempt"],
+        failures=row["failures"],
+        interruption=Interruption.from_json(json.loads(row["interruption"]) if row["interruption"] else None),
+        checkpoint=json.loads(row["checkpoint"]) if row["checkpoint"] is not None else None,
+        checkpoint_seq=row["checkpoint_seq"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        metrics=Metrics(
+            resumes_total=row["resumes_total"],
+            resumes_succeeded=row["resumes_succeeded"],
+            resumes_failed=row["resumes_failed"],
+            resume_seconds_total=row["resume_seconds"],
+            interruptions=row["interruptions"],
+        ),
+    )
+
+
+def _request_row(r: ResumeRequest) -> tuple:
+    return (r.process_id, r.priority.value, r.requested_at, r.seq, r.source.value, r.not_before, int(r.force_immediate))
+
+
+def _request_from(row: sqlite3.Row) -> ResumeRequest:
+    return ResumeRequest(
+        process_id=row["process_id"],
+        priority=Priority(row["priority"]),
+        requested_at=row["requested_at"],
+        seq=row["seq"],
+        source=RequestSource(row["source"]),
+        not_before=row["not_before"],
+        force_immediate=bool(row["force_immediate"]),
+    )
+
+
+def _dependency_from(row: sqlite3.Row) -> Dependency:
+    return Dependency(
+        dependent=row["dependent"],
+        dependency=row["dependency"],
+        type=DependencyType(row["type"]),
+        required_completion_percent=row["required_completion_percent"],
+        timeout_minutes=row["timeout_minutes"],
+    )
+
+
+def _event_from(row: sqlite3.Row) -> Event:
+    return Event(
+        seq=row["seq"], ts=row["ts"], process_id=row["process_id"], type=row["type"],
+        message=row["message"], data=json.loads(row["data"]) if row["data"] else None,
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._db: aiosqlite.Connection | None = None
+        self._pending = WriteBatch()
+        self._pending_done: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.commits = 0  # transactions written by the group committer (for tests and benchmarks)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        path = Path(self.path)
+        if not path.parent.is_dir():
+            raise UserError(f"{path.parent}: the database's folder does not exist")
+        # Create the file ourselves so it is private (0600); SQLite gives -wal/-shm the same mode.
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as e:
+            raise UserError(f"{path}: cannot open database: {e.strerror}") from None
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        try:
+            await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._migrate()
+        except sqlite3.DatabaseError as e:
+            await self._db.close()
+            self._db = None
+            raise UserError(f"{path}: not a Switchboard database ({e})") from None
+
+    async def _migrate(self) -> None:
+        db = self._require()
+        version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"{self.path}: database schema v{version} is newer than this Switchboard (v{SCHEMA_VERSION})"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                # re-check inside the write lock: another process may have migrated meanwhile
+                current = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+                if current > number:
+                    await db.execute("ROLLBACK")
+                    continue
+                for statement in _split_script(MIGRATIONS[number]):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number + 1}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        if self._db is None:
+            return
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        await self._db.close()
+        self._db = None
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    # -- group commit -----------------------------------------------------------------
+
+    async def write(self, batch: WriteBatch) -> None:
+        if batch.empty():
+            return
+        self._pending.merge(batch)
+        if self._pending_done is None:
+            self._pending_done = asyncio.get_running_loop().create_future()
+        done = self._pending_done
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="store-flush")
+        # Shielded: a waiter being cancelled must not cancel the commit others wait for.
+        await asyncio.shield(done)
+
+    async def _flush_loop(self) -> None:
+        while not self._pending.empty():
+            batch, done = self._pending, self._pending_done
+            self._pending, self._pending_done = WriteBatch(), None
+            try:
+                await self._apply(batch)
+            except BaseException as e:  # noqa: BLE001 - handed to every waiter
+                if done is not None and not done.done():
+                    done.set_exception(e)
+                    done.exception()  # mark retrieved: a waiter may have gone
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+            else:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _apply(self, b: WriteBatch) -> None:
+        db = self._require()
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if b.processes:
+                await db.executemany(_UPSERT_PROCESS, [_process_row(p) for p in b.processes.values()])
+            if b.dependencies:
+                await db.executemany(
+                    "INSERT OR IGNORE INTO dependencies VALUES (?, ?, ?, ?, ?)",
+                    [(d.dependent, d.dependency, d.type.value, d.required_completion_percent, d.timeout_minutes)
+                     for d in b.dependencies],
+                )
+            gone = [(pid,) for pid, r in b.requests.items() if r is None]
+            if gone:
+                await db.executemany("DELETE FROM resume_requests WHERE process_id = ?", gone)
+            queued = [_request_row(r) for r in b.requests.values() if r is not None]
+            if queued:
+                await db.executemany(
+                    f"INSERT OR REPLACE INTO resume_requests ({', '.join(_REQUEST_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    queued,
+                )
+            if b.checkpoints:
+                await db.executemany(
+                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                    [(c.process_id, c.seq, c.progress, _dumps(c.data), c.created_at) for c in b.checkpoints],
+                )
+                newest: dict[str, int] = {}
+                for c in b.checkpoints:
+                    newest[c.process_id] = max(newest.get(c.process_id, 0), c.seq)
+                await db.executemany(
+                    "DELETE FROM checkpoints WHERE process_id = ? AND seq <= ?",
+                    [(pid, seq - CHECKPOINTS_KEPT) for pid, seq in newest.items() if seq > CHECKPOINTS_KEPT],
+                )
+            if b.events:
+                await db.executemany(
+                    "INSERT INTO events (seq, ts, process_id, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(e.seq, e.ts, e.process_id, e.type, e.message, _dumps(e.data) if e.data else None)
+                     for e in b.events],
+                )
+            if b.logs:
+                await db.executemany("INSERT INTO logs (process_id, ts, line) VALUES (?, ?, ?)", b.logs)
+            if b.pools:
+                await db.executemany("INSERT OR REPLACE INTO pools VALUES (?, ?)", list(b.pools.items()))
+            if b.commands_done:
+                now = time.time()
+                await db.executemany(
+                    "UPDATE commands SET status = ?, result = ?, handled_at = ? WHERE id = ?",
+                    [(status, result, now, cid) for cid, (status, result) in b.commands_done.items()],
+                )
+            await db.execute("COMMIT")
+            self.commits += 1
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+
+    # -- ownership ----------------------------------------------------------------------
+
+    async def acquire_lease(
+        self, holder: LeaseHolder, is_stale: Callable[[LeaseHolder], bool]
+    ) -> LeaseHolder | None:
+        db = self._require()
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            current = await self._lease_row()
+            if current is not None and current.token != holder.token and not is_stale(current):
+                await db.execute("ROLLBACK")
+                return current
+            await db.execute(
+                "INSERT OR REPLACE INTO lease VALUES (1, ?, ?, ?, ?, ?, ?)",
+                (holder.token, holder.pid, holder.host, holder.role, holder.acquired_at, holder.heartbeat_at),
+            )
+            await db.execute("COMMIT")
+            return None
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+
+    async def renew_lease(self, token: str, now: float) -> bool:
+        db = self._require()
+        cursor = await db.execute("UPDATE lease SET heartbeat_at = ? WHERE id = 1 AND token = ?", (now, token))
+        return cursor.rowcount == 1
+
+    async def release_lease(self, token: str) -> None:
+        await self._require().execute("DELETE FROM lease WHERE id = 1 AND token = ?", (token,))
+
+    async def lease_holder(self) -> LeaseHolder | None:
+        return await self._lease_row()
+
+    async def _lease_row(self) -> LeaseHolder | None:
+        rows = await self._require().execute_fetchall("SELECT * FROM lease WHERE id = 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return LeaseHolder(r["token"], r["pid"], r["host"], r["role"], r["acquired_at"], r["heartbeat_at"])
+
+    # -- state ----------------------------------------------------------------------------
+
+    async def load_snapshot(self) -> Snapshot:
+        db = self._require()
+        # One read transaction, so the pieces agree with each other.
+        await db.execute("BEGIN")
+        try:
+            processes = await self.list_processes()
+            dependencies = await self.list_dependencies()
+            requests = await self.list_requests()
+            pools = {r["name"]: r["size"] for r in await db.execute_fetchall("SELECT name, size FROM pools")}
+            last_event = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0]
+            last_request = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM resume_requests"))[0][0]
+        finally:
+            await db.execute("COMMIT")
+        return Snapshot(processes, dependencies, requests, pools, last_event, last_request)
+
+    async def list_processes(self) -> list[Process]:
+        rows = await self._require().execute_fetchall("SELECT * FROM processes ORDER BY created_at, id")
+        return [_process_from(r) for r in rows]
+
+    async def get_process(self, process_id: str) -> Process | None:
+        rows = await self._require().execute_fetchall("SELECT * FROM processes WHERE id = ?", (process_id,))
+        return _process_from(rows[0]) if rows else None
+
+    async def list_dependencies(self) -> list[Dependency]:
+        rows = await self._require().execute_fetchall("SELECT * FROM dependencies")
+        return [_dependency_from(r) for r in rows]
+
+    async def list_requests(self) -> list[ResumeRequest]:
+        rows = await self._require().execute_fetchall("SELECT * FROM resume_requests ORDER BY seq")
+        return [_request_from(r) for r in rows]
+
+    async def data_version(self) -> int:
+        rows = await self._require().execute_fetchall("PRAGMA data_version")
+        return rows[0][0]
+
+    # -- inbox ------------------------------------------------------------------------------
+
+    async def post_command(self, kind: str, payload: dict[str, Any]) -> int:
+        db = self._require()
+        cursor = await db.execute(
+            "INSERT INTO commands (kind, payload, created_at) VALUES (?, ?, ?)", (kind, _dumps(payload), time.time())
+        )
+        return cursor.lastrowid
+
+    async def new_commands(self) -> list[Command]:
+        rows = await self._require().execute_fetchall("SELECT * FROM commands WHERE status = 'new' ORDER BY id")
+        return [Command(r["id"], r["kind"], json.loads(r["payload"]), r["created_at"]) for r in rows]
+
+    async def get_command(self, command_id: int) -> Command | None:
+        rows = await self._require().execute_fetchall("SELECT * FROM commands WHERE id = ?", (command_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return Command(r["id"], r["kind"], json.loads(r["payload"]), r["created_at"], r["status"], r["result"])
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def events(
+        self, process_id: str | None = None, limit: int = 100, before_seq: int | None = None
+    ) -> list[Event]:
+        where, args = [], []
+        if process_id is not None:
+            where.append("process_id = ?")
+            args.append(process_id)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = "SELECT * FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        rows = await self._require().execute_fetchall(sql, (*args, limit))
+        return [_event_from(r) for r in reversed(rows)]
+
+    async def count_events(self, types: list[str], since: float) -> dict[str, int]:
+        marks = ", ".join("?" for _ in types)
+        rows = await self._require().execute_fetchall(
+            f"SELECT type, COUNT(*) AS n FROM events WHERE ts >= ? AND type IN ({marks}) GROUP BY type",
+            (since, *types),
+        )
+        return {r["type"]: r["n"] for r in rows}
+
+    async def checkpoints(self, process_id: str, limit: int = 20) -> list[Checkpoint]:
+        rows = await self._require().execute_fetchall(
+            "SELECT * FROM checkpoints WHERE process_id = ? ORDER BY seq DESC LIMIT ?", (process_id, limit)
+        )
+        return [
+            Checkpoint(r["process_id"], r["seq"], r["progress"], json.loads(r["data"]), r["created_at"])
+            for r in reversed(rows)
+        ]
+
+    async def logs(self, process_id: str, limit: int = 100) -> list[tuple[float, str]]:
+        rows = await self._require().execute_fetchall(
+            "SELECT ts, line FROM logs WHERE process_id = ? ORDER BY id DESC LIMIT ?", (process_id, limit)
+        )
+        return [(r["ts"], r["line"]) for r in reversed(rows)]
+
+    async def prune_history(self, before: float, batch_size: int = 5000) -> int:
+        """Delete events and log lines older than `before`, a batch per transaction so other
+        writers are never held up for long."""
+        db = self._require()
+        total = 0
+        for table, key in (("events", "seq"), ("logs", "id")):
+            while True:
+                cursor = await db.execute(
+                    f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE ts < ? LIMIT ?)",
+                    (before, batch_size),
+                )
+                total += cursor.rowcount
+                if cursor.rowcount < batch_size:
+                    break
+                await asyncio.sleep(0)  # let other work run between batches
+        await db.execute(
+            "DELETE FROM commands WHERE status != 'new' AND handled_at < ?", (before,)
+        )
+        return total
+
+
+def _split_script(script: str) -> list[str]:
+    """Split a migration into statements (no semicolons inside our literals)."""
+    statements = []
+    for chunk in script.split(";"):
+        lines = [ln for ln in chunk.splitlines() if not ln.strip().startswith("--")]
+        text = "\n".join(lines).strip()
+        if text:
+            statements.append(text)
+    return statements
