@@ -87,6 +87,7 @@ class _Work:
     started: float
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "cancel" | "shutdown"
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # outcome committed
 
 
 def _pid_alive(pid: int) -> bool:
@@ -509,6 +510,7 @@ class Orchestrator:
         try:
             await self._commit(b)
         finally:
+            w.finished.set()
             self._wake.set()
         if outcome == "stopped" and w.stop_reason == "shutdown" and not self._stopping:
             raise asyncio.CancelledError
@@ -654,11 +656,10 @@ class Orchestrator:
         if p.state is State.RUNNING:
             w = self._running[p.id]
             w.stop_reason = "cancel"
-            if w.task is None:  # starting right now: its run sees stop_reason and ends at once
-                return f"{p.id}: cancelling"
-            w.task.cancel()
-            await asyncio.gather(w.task, return_exceptions=True)
-            return f"{p.id}: cancelled"
+            if w.task is not None:  # else it is starting right now and sees stop_reason first
+                w.task.cancel()
+            await w.finished.wait()
+            return f"{p.id}: {p.state.value}"
         if p.state in (State.COMPLETED, State.CANCELLED):
             raise UserError(f"{p.id} is already {p.state.value}")
         b = WriteBatch()

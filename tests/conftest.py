@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import pytest
+
+from console.engine.orchestrator import Orchestrator
+from console.engine.workflow import parse_workflow_text
+from console.settings import load_settings
+from console.store import open_store
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))  # `steps` for python-kind entry points
+
+import steps  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _clean_steps():
+    steps.RECORD.clear()
+    steps.GATES.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """No test reads the developer's settings, data dir or API keys."""
+    for key in list(os.environ):
+        if key.startswith("SWITCHBOARD_") or key.startswith("GROQ_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.chdir(tmp_path)
+
+
+def make_settings(tmp_path: Path, **engine: Any):
+    engine = {"retry_base_s": 0.05, "retry_max_s": 0.5, **engine}
+    return load_settings(db=tmp_path / "t.db", data_dir=tmp_path / "data", engine=engine)
+
+
+def workflow(text: str, source: str = "test.toml"):
+    return parse_workflow_text(text, source, base_dir=TESTS)
+
+
+def py(pid: str, fn: str, priority: str = "medium", resources: str = "{}", extra: str = "", **args: Any) -> str:
+    """A [[process]] table for a tests/steps.py function."""
+    arg_text = ", ".join(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in args.items())
+    return (f'[[process]]\nid = "{pid}"\nkind = "python"\nentry = "steps:{fn}"\npath = "{TESTS}"\n'
+            f'priority = "{priority}"\nresources = {resources}\nargs = {{ {arg_text} }}\n{extra}\n')
+
+
+def dep(dependent: str, dependency: str, type_: str = "sequential", percent: float = 100,
+        timeout: float | None = None) -> str:
+    text = (f'[[dependency]]\ndependent = "{dependent}"\ndependency = "{dependency}"\ntype = "{type_}"\n'
+            f"required_completion_percent = {percent}\n")
+    if timeout is not None:
+        text += f"timeout_minutes = {timeout}\n"
+    return text
+
+
+@contextlib.asynccontextmanager
+async def running_engine(tmp_path: Path, dispatch: bool = True, **engine: Any) -> AsyncIterator[Orchestrator]:
+    settings = make_settings(tmp_path, **engine)
+    store = open_store(str(settings.db_path))
+    await store.open()
+    orch = Orchestrator(store, settings)
+    await orch.start(dispatch=dispatch)
+    try:
+        yield orch
+    finally:
+        await orch.stop()
+        await store.close()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+def states(orch: Orchestrator) -> dict[str, str]:
+    return {pid: p.state.value for pid, p in orch.processes.items()}

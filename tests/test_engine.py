@@ -1,0 +1,341 @@
+"""The orchestrator in-process: order, pools, dependencies, retries, cancel, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+import steps
+from conftest import dep, py, running_engine, states, wait_for, workflow
+from console.model import State, UserError
+
+
+def starts() -> list[str]:
+    return [pid for what, pid, _ in steps.RECORD if what == "start"]
+
+
+async def test_priority_order_force_first_then_priority_then_fifo(tmp_path):
+    async with running_engine(tmp_path, max_concurrent=1) as orch:
+        await orch.load(workflow(py("gate", "wait_gate", gate="g")))
+        await wait_for(lambda: orch.processes["gate"].state is State.RUNNING)
+        text = "".join([
+            py("low1", "noop", "low"), py("med1", "noop", "medium"), py("high1", "noop", "high"),
+            py("crit1", "noop", "critical"), py("high2", "noop", "high"), py("low2", "noop", "low"),
+            py("held", "noop", "low", extra="hold = true"),
+        ])
+        await orch.load(workflow(text))
+        assert orch.processes["held"].state is State.PENDING
+        await orch.resume("held", force=True)  # force_immediate jumps the whole queue
+        assert [r.process_id for r in orch.queue()] == ["held", "crit1", "high1", "high2", "med1", "low1", "low2"]
+        steps.gate("g").set()
+        await orch.run_until_idle()
+    assert starts() == ["gate", "held", "crit1", "high1", "high2", "med1", "low1", "low2"]
+
+
+@hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    needs=st.lists(
+        st.tuples(st.sampled_from(["cpu_intensive", "io_intensive", "memory_intensive", None]),
+                  st.integers(1, 2), st.floats(0.0, 0.02)),
+        min_size=1, max_size=14,
+    ),
+    max_concurrent=st.integers(1, 6),
+)
+def test_pools_are_never_over_subscribed(tmp_path_factory, needs, max_concurrent):
+    tmp_path = tmp_path_factory.mktemp("pools")
+    sizes = {"cpu_intensive": 2, "io_intensive": 3, "memory_intensive": 1}
+
+    async def scenario():
+        async with running_engine(tmp_path, max_concurrent=max_concurrent, resources=sizes) as orch:
+            text = ""
+            for i, (pool, amount, seconds) in enumerate(needs):
+                resources = "{}" if pool is None else f"{{ {pool} = {min(amount, sizes[pool])} }}"
+                text += py(f"p{i}", "sleep", resources=resources, seconds=seconds)
+            worst: dict[str, int] = {}
+            peak_running = 0
+
+            def check(event):
+                nonlocal peak_running
+                # rebuild usage from the running processes, independently of the pool counters
+                used: dict[str, int] = {}
+                running = [p for p in orch.processes.values() if p.state is State.RUNNING]
+                peak_running = max(peak_running, len(running))
+                for p in running:
+                    for name, n in p.resources.items():
+                        used[name] = used.get(name, 0) + n
+                for name, n in used.items():
+                    worst[name] = max(worst.get(name, 0), n)
+
+            orch.bus.subscribe(check)
+            await orch.load(workflow(text))
+            await orch.run_until_idle()
+            assert all(s == "completed" for s in states(orch).values())
+            for name, n in worst.items():
+                assert n <= sizes[name], (name, n)
+            assert peak_running <= max_concurrent
+            assert all(v == 0 for v in orch.pools.used.values())  # every slot came back
+
+    asyncio.run(scenario())
+
+
+async def test_sequential_waits_for_completion_and_data_starts_at_80_percent(tmp_path):
+    async with running_engine(tmp_path) as orch:
+        text = (py("up", "sleep", seconds=0.5, steps=10) + py("seq", "noop") + py("data", "noop")
+                + dep("seq", "up") + dep("data", "up", "data", 80))
+        started_at_progress = {}
+
+        def watch(event):
+            if event.type == "running" and event.process_id in ("seq", "data"):
+                started_at_progress[event.process_id] = orch.processes["up"].progress
+
+        orch.bus.subscribe(watch)
+        await orch.load(workflow(text))
+        assert orch.processes["data"].reason == "needs up ≥ 80%"
+        await orch.run_until_idle()
+    assert 80 <= started_at_progress["data"] < 100
+    assert started_at_progress["seq"] == 100
+    assert states(orch) == {"up": "completed", "seq": "completed", "data": "completed"}
+
+
+async def test_parallel_runs_together_and_resource_dependency_never_overlaps(tmp_path):
+    async with running_engine(tmp_path, max_concurrent=4) as orch:
+        text = (py("a", "sleep", seconds=0.2) + py("b", "sleep", seconds=0.2)
+                + py("x", "sleep", seconds=0.2) + py("y", "sleep", seconds=0.2)
+                + dep("b", "a", "parallel") + dep("y", "x", "resource"))
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+    spans = {}
+    for what, pid, t in steps.RECORD:
+        spans.setdefault(pid, {})[what] = t
+    overlap = lambda p, q: spans[p]["start"] < spans[q]["end"] and spans[q]["start"] < spans[p]["end"]  # noqa: E731
+    assert overlap("a", "b")
+    assert not overlap("x", "y")
+
+
+async def test_failed_dependency_blocks_then_restart_in_place_unblocks(tmp_path):
+    async with running_engine(tmp_path) as orch:
+        text = (py("root", "fail", extra="max_attempts = 2") + py("mid", "noop") + py("leaf", "noop")
+                + dep("mid", "root") + dep("leaf", "mid"))
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert states(orch) == {"root": "failed", "mid": "blocked", "leaf": "blocked"}
+        assert orch.processes["root"].reason.startswith("attempts used up (2/2): RuntimeError: boom")
+        assert orch.processes["mid"].reason == "dependency root is failed"
+        assert orch.processes["leaf"].reason == "dependency mid is blocked"
+        # fix the code, restart the failed process in place: everything downstream follows
+        orch.processes["root"].spec["entry"] = "steps:noop"
+        message = await orch.resume("root")
+        assert message in ("root: queued", "root: running")
+        assert orch.processes["mid"].state is not State.BLOCKED
+        await orch.run_until_idle()
+        assert states(orch) == {"root": "completed", "mid": "completed", "leaf": "completed"}
+        assert orch.processes["root"].metrics.resumes_failed == 2
+
+
+async def test_cancelled_dependency_blocks_dependents(tmp_path):
+    async with running_engine(tmp_path) as orch:
+        await orch.load(workflow(py("a", "wait_gate", gate="never") + py("b", "noop") + dep("b", "a")))
+        await wait_for(lambda: orch.processes["a"].state is State.RUNNING)
+        assert await orch.cancel("a") == "a: cancelled"
+        assert states(orch) == {"a": "cancelled", "b": "blocked"}
+        assert orch.processes["b"].reason == "dependency a is cancelled"
+        assert orch.processes["a"].interruption.type.value == "operator"
+
+
+async def test_dependency_timeout_blocks(tmp_path):
+    async with running_engine(tmp_path) as orch:
+        text = (py("slow", "noop", extra="hold = true") + py("b", "noop")
+                + dep("b", "slow", timeout=0.3 / 60))
+        await orch.load(workflow(text))
+        assert orch.processes["b"].state is State.WAITING
+        await orch.run_until_idle()  # not idle before the time-out fires
+        assert orch.processes["b"].state is State.BLOCKED
+        assert orch.processes["b"].reason == "dependency slow timed out after 0.005 min"
+
+
+def test_cycles_are_refused_naming_the_cycle(tmp_path):
+    async def scenario():
+        async with running_engine(tmp_path) as orch:
+            text = (py("a", "noop") + py("b", "noop") + py("c", "noop")
+                    + dep("b", "a") + dep("c", "b") + dep("a", "c", "data", 50))
+            with pytest.raises(UserError, match=r"test.toml: dependency cycle refused: (a → c → b → a|b → a → c → b|c → b → a → c)"):
+                await orch.load(workflow(text))
+            assert orch.processes == {}  # all or nothing
+    asyncio.run(scenario())
+
+
+async def test_interruptions_retry_with_backoff_and_honour_retry_at(tmp_path):
+    async with running_engine(tmp_path, retry_base_s=0.05) as orch:
+        text = py("limited", "flaky", retry_in=0.4, type="rate_limited") + py("blip", "flaky", failures=2)
+        t0 = time.monotonic()
+        await orch.load(workflow(text))
+        await wait_for(lambda: orch.processes["limited"].state is State.WAITING)
+        assert orch.processes["limited"].reason.startswith("retry at ")
+        assert orch.processes["limited"].interruption.type.value == "rate_limited"
+        await orch.run_until_idle()
+    runs = [(pid, t - t0) for what, pid, t in steps.RECORD if what == "start"]
+    limited = [t for pid, t in runs if pid == "limited"]
+    assert len(limited) == 2 and limited[1] - limited[0] >= 0.38  # not before retry-after
+    assert [pid for pid, _ in runs].count("blip") == 3
+    assert states(orch) == {"limited": "completed", "blip": "completed"}
+    assert orch.processes["blip"].metrics.interruptions == 2
+
+
+async def test_errors_retry_until_max_attempts_then_fail_and_permanent_failure_is_not_retried(tmp_path):
+    async with running_engine(tmp_path) as orch:
+        await orch.load(workflow(py("bad", "fail", extra="max_attempts = 3") + py("key", "fail_permanently")))
+        await orch.run_until_idle()
+        assert orch.processes["bad"].state is State.FAILED and orch.processes["bad"].attempt == 3
+        assert orch.processes["key"].state is State.FAILED and orch.processes["key"].attempt == 1
+        assert orch.processes["key"].reason == "the key was rejected"
+        log = await orch.store.logs("bad")
+        assert any("RuntimeError: boom" in line for _, line in log)  # the traceback is kept
+
+
+async def test_operator_interruption_waits_then_completes_after_resume(tmp_path):
+    flag = tmp_path / "key-configured"
+    async with running_engine(tmp_path) as orch:
+        await orch.load(workflow(py("v", "needs_operator", flag=str(flag))))
+        await orch.run_until_idle()  # interrupted(no_provider) counts as idle: no timer retry
+        p = orch.processes["v"]
+        assert p.state is State.INTERRUPTED and p.interruption.type.value == "no_provider"
+        assert "v" not in orch.requests
+        flag.write_text("yes")
+        await orch.resume("v")
+        await orch.run_until_idle()
+        assert p.state is State.COMPLETED
+
+
+async def test_cancel_queued_and_resume_cancelled(tmp_path):
+    async with running_engine(tmp_path, max_concurrent=1) as orch:
+        await orch.load(workflow(py("gate", "wait_gate", gate="g") + py("q", "noop")))
+        await wait_for(lambda: orch.processes["gate"].state is State.RUNNING)
+        assert orch.processes["q"].state is State.QUEUED
+        await orch.cancel("q")
+        assert orch.processes["q"].state is State.CANCELLED and "q" not in orch.requests
+        with pytest.raises(UserError, match="already cancelled"):
+            await orch.cancel("q")
+        await orch.resume("q")
+        steps.gate("g").set()
+        await orch.run_until_idle()
+        assert states(orch) == {"gate": "completed", "q": "completed"}
+        with pytest.raises(UserError, match="only interrupted, cancelled"):
+            await orch.resume("q")
+        with pytest.raises(UserError, match="no process 'nope'"):
+            await orch.resume("nope")
+
+
+async def test_cancel_running_shell_kills_the_subprocess(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    text = f'''
+[[process]]
+id = "long"
+kind = "shell"
+command = ["sh", "-c", "echo $$ > {pidfile}; exec sleep 30"]
+'''
+    async with running_engine(tmp_path, cancel_grace_s=0.5) as orch:
+        await orch.load(workflow(text))
+        await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+        child = int(pidfile.read_text())
+        t0 = time.monotonic()
+        await orch.cancel("long")
+        assert time.monotonic() - t0 < 1.0  # sleep dies on SIGTERM, no need to wait for SIGKILL
+        assert orch.processes["long"].state is State.CANCELLED
+        with pytest.raises(ProcessLookupError):
+            import os
+            os.kill(child, 0)
+
+
+async def test_shell_protocol_checkpoint_env_and_exit_codes(tmp_path):
+    out = tmp_path / "seen.txt"
+    text = f'''
+[[process]]
+id = "s"
+kind = "shell"
+shell = true
+command = "echo attempt=$SWITCHBOARD_ATTEMPT cp=$SWITCHBOARD_CHECKPOINT >> {out}; echo '::progress 40'; echo '::checkpoint {{\\"step\\": 2}}'; echo hi; echo oops >&2; [ $SWITCHBOARD_ATTEMPT -ge 2 ] || exit 75"
+'''
+    async with running_engine(tmp_path) as orch:
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert orch.processes["s"].state is State.COMPLETED
+        lines = out.read_text().splitlines()
+        assert lines == ["attempt=1 cp=", 'attempt=2 cp={"step": 2}']
+        checkpoints = await orch.store.checkpoints("s")
+        assert [c.data for c in checkpoints] == [{"step": 2}, {"step": 2}]
+        logged = [line for _, line in await orch.store.logs("s")]
+        assert "hi" in logged and "oops" in logged
+
+
+async def test_loading_is_idempotent_and_hold_stays_pending(tmp_path):
+    text = py("a", "noop") + py("h", "noop", extra="hold = true") + dep("h", "a")
+    async with running_engine(tmp_path) as orch:
+        first = await orch.load(workflow(text))
+        await orch.run_until_idle()
+        second = await orch.load(workflow(text))
+        await orch.run_until_idle()
+    assert first.added == ["a", "h"] and first.dependencies_added == 1
+    assert second.added == [] and second.existing == ["a", "h"] and second.dependencies_added == 0
+    assert starts() == ["a"]
+    assert states(orch) == {"a": "completed", "h": "pending"}
+
+
+async def test_unknown_pool_and_unknown_process_are_refused_whole(tmp_path):
+    async with running_engine(tmp_path) as orch:
+        with pytest.raises(UserError, match=r"process 'a': field 'resources': unknown pool 'gpu'"):
+            await orch.load(workflow(py("a", "noop", resources="{ gpu = 1 }")))
+        with pytest.raises(UserError, match=r"field 'dependency': unknown process 'ghost'"):
+            await orch.load(workflow(py("a", "noop") + dep("a", "ghost")))
+        with pytest.raises(UserError, match=r"needs 5 of pool 'cpu_intensive', which has only 2"):
+            await orch.load(workflow(py("a", "noop", resources="{ cpu_intensive = 5 }")))
+        assert orch.processes == {}
+        assert await orch.store.events() == []
+
+
+async def test_metrics_and_status(tmp_path):
+    async with running_engine(tmp_path) as orch:
+        await orch.load(workflow(py("f", "flaky") + py("n", "noop")))
+        await orch.run_until_idle()
+        m = orch.processes["f"].metrics
+        assert (m.resumes_total, m.resumes_succeeded, m.interruptions) == (2, 1, 1)
+        assert m.reliability == 1.0 and m.interruption_rate == 0.5 and m.average_resume_s is not None
+        status = await orch.status()
+        assert status["counts"]["completed"] == 2 and status["success_rate_1h"] == 1.0
+        assert status["resources"]["cpu_intensive"] == {"used": 0, "size": 2}
+
+
+async def test_no_stall_while_1000_processes_run(tmp_path):
+    """A generous guard against blocking calls; the fine figure is in the benchmark."""
+    text = "".join(py(f"p{i}", "noop") for i in range(1000))
+    text += "".join(dep(f"p{i}", f"p{i // 2}") for i in range(1, 1000))  # a binary tree
+    lags: list[float] = []
+    async with running_engine(tmp_path) as orch:
+        stop = asyncio.Event()
+
+        async def heartbeat():
+            while not stop.is_set():
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - t - 0.01)
+
+        beat = asyncio.create_task(heartbeat())
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        stop.set()
+        await beat
+        assert all(s == "completed" for s in states(orch).values())
+    assert max(lags) < 0.25, f"the loop stalled for {max(lags) * 1000:.0f} ms"
+
+
+async def test_group_commit_batches_a_burst(tmp_path):
+    text = "".join(py(f"p{i}", "noop") for i in range(300))
+    async with running_engine(tmp_path, max_concurrent=50) as orch:
+        before = orch.store.commits
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        commits = orch.store.commits - before
+    # 300 processes × 3 transitions, committed in far fewer transactions
+    assert commits < 300, commits
