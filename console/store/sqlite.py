@@ -154,10 +154,13 @@ class SqliteStore:
             await self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
             await self._db.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
-        except sqlite3.DatabaseError as e:
+        except BaseException as e:
+            # close, or aiosqlite's (non-daemon) thread keeps the program from exiting
             await self._db.close()
             self._db = None
-            raise UserError(f"{path}: not a Switchboard database ({e})") from None
+            if isinstance(e, sqlite3.DatabaseError):
+                raise UserError(f"{path}: not a Switchboard database ({e})") from None
+            raise
 
     async def _migrate(self) -> None:
         db = self._require()
