@@ -269,12 +269,14 @@ class Orchestrator:
                 break
             started.append(self._start_run(self.processes[pid], b))
         self._arm_timer()
-        if not b.empty():
-            await self._commit(b)  # `running` is committed and announced before the work starts
+        # The work starts now; `running` is announced once committed. Starting before the
+        # commit is safe: a crash in between leaves the process queued, so it simply runs again.
         for w in started:
             w.task = asyncio.create_task(self._run(w), name=f"run:{w.process.id}")
         if self._is_idle():
             self._idle.set()
+        if not b.empty():
+            await self._commit(b)
 
     def _fits(self, signature: Hashable) -> bool:
         need = self._signatures[signature]

@@ -229,60 +229,11 @@ class SqliteStore:
                     done.set_result(None)
 
     async def _apply(self, b: WriteBatch) -> None:
-        db = self._require()
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            if b.processes:
-                await db.executemany(_UPSERT_PROCESS, [_process_row(p) for p in b.processes.values()])
-            if b.dependencies:
-                await db.executemany(
-                    "INSERT OR IGNORE INTO dependencies VALUES (?, ?, ?, ?, ?)",
-                    [(d.dependent, d.dependency, d.type.value, d.required_completion_percent, d.timeout_minutes)
-                     for d in b.dependencies],
-                )
-            gone = [(pid,) for pid, r in b.requests.items() if r is None]
-            if gone:
-                await db.executemany("DELETE FROM resume_requests WHERE process_id = ?", gone)
-            queued = [_request_row(r) for r in b.requests.values() if r is not None]
-            if queued:
-                await db.executemany(
-                    f"INSERT OR REPLACE INTO resume_requests ({', '.join(_REQUEST_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    queued,
-                )
-            if b.checkpoints:
-                await db.executemany(
-                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
-                    [(c.process_id, c.seq, c.progress, _dumps(c.data), c.created_at) for c in b.checkpoints],
-                )
-                newest: dict[str, int] = {}
-                for c in b.checkpoints:
-                    newest[c.process_id] = max(newest.get(c.process_id, 0), c.seq)
-                await db.executemany(
-                    "DELETE FROM checkpoints WHERE process_id = ? AND seq <= ?",
-                    [(pid, seq - CHECKPOINTS_KEPT) for pid, seq in newest.items() if seq > CHECKPOINTS_KEPT],
-                )
-            if b.events:
-                await db.executemany(
-                    "INSERT INTO events (seq, ts, process_id, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(e.seq, e.ts, e.process_id, e.type, e.message, _dumps(e.data) if e.data else None)
-                     for e in b.events],
-                )
-            if b.logs:
-                await db.executemany("INSERT INTO logs (process_id, ts, line) VALUES (?, ?, ?)", b.logs)
-            if b.pools:
-                await db.executemany("INSERT OR REPLACE INTO pools VALUES (?, ?)", list(b.pools.items()))
-            if b.commands_done:
-                now = time.time()
-                await db.executemany(
-                    "UPDATE commands SET status = ?, result = ?, handled_at = ? WHERE id = ?",
-                    [(status, result, now, cid) for cid, (status, result) in b.commands_done.items()],
-                )
-            await db.execute("COMMIT")
-            self.commits += 1
-        except BaseException:
-            if db.in_transaction:
-                await db.execute("ROLLBACK")
-            raise
+        # Row building (JSON) happens here on the loop; the statements then run as one call on
+        # aiosqlite's thread: one hop per transaction instead of one per statement (~73 µs each).
+        statements = _statements(b)
+        await self._require()._execute(_run_transaction, self._require()._conn, statements)
+        self.commits += 1
 
     # -- ownership ----------------------------------------------------------------------
 
@@ -443,6 +394,59 @@ class SqliteStore:
             "DELETE FROM commands WHERE status != 'new' AND handled_at < ?", (before,)
         )
         return total
+
+
+def _statements(b: WriteBatch) -> list[tuple[str, list[tuple]]]:
+    """The batch as (sql, rows) pairs, in an order that respects the foreign keys."""
+    out: list[tuple[str, list[tuple]]] = []
+    if b.processes:
+        out.append((_UPSERT_PROCESS, [_process_row(p) for p in b.processes.values()]))
+    if b.dependencies:
+        out.append(("INSERT OR IGNORE INTO dependencies VALUES (?, ?, ?, ?, ?)",
+                    [(d.dependent, d.dependency, d.type.value, d.required_completion_percent, d.timeout_minutes)
+                     for d in b.dependencies]))
+    gone = [(pid,) for pid, r in b.requests.items() if r is None]
+    if gone:
+        out.append(("DELETE FROM resume_requests WHERE process_id = ?", gone))
+    queued = [_request_row(r) for r in b.requests.values() if r is not None]
+    if queued:
+        out.append((f"INSERT OR REPLACE INTO resume_requests ({', '.join(_REQUEST_COLUMNS)}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", queued))
+    if b.checkpoints:
+        out.append(("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                    [(c.process_id, c.seq, c.progress, _dumps(c.data), c.created_at) for c in b.checkpoints]))
+        newest: dict[str, int] = {}
+        for c in b.checkpoints:
+            newest[c.process_id] = max(newest.get(c.process_id, 0), c.seq)
+        old = [(pid, seq - CHECKPOINTS_KEPT) for pid, seq in newest.items() if seq > CHECKPOINTS_KEPT]
+        if old:
+            out.append(("DELETE FROM checkpoints WHERE process_id = ? AND seq <= ?", old))
+    if b.events:
+        out.append(("INSERT INTO events (seq, ts, process_id, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(e.seq, e.ts, e.process_id, e.type, e.message, _dumps(e.data) if e.data else None)
+                     for e in b.events]))
+    if b.logs:
+        out.append(("INSERT INTO logs (process_id, ts, line) VALUES (?, ?, ?)", b.logs))
+    if b.pools:
+        out.append(("INSERT OR REPLACE INTO pools VALUES (?, ?)", list(b.pools.items())))
+    if b.commands_done:
+        now = time.time()
+        out.append(("UPDATE commands SET status = ?, result = ?, handled_at = ? WHERE id = ?",
+                    [(status, result, now, cid) for cid, (status, result) in b.commands_done.items()]))
+    return out
+
+
+def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple]]]) -> None:
+    """Runs on aiosqlite's thread."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in statements:
+            conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _split_script(script: str) -> list[str]:
