@@ -159,7 +159,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UserError(f"{settings.db_path}: no database yet (run `switchboard load` or `switchboard run` first)")
 
     async def go(store) -> int:
+        from console.engine.orchestrator import summarise
+
         processes = await store.list_processes()
+        snapshot = await store.load_snapshot()
+        summary = await summarise(store, processes, {**settings.engine.resources, **snapshot.pools},
+                                  settings.engine.max_concurrent, len(snapshot.requests))
         holder = await store.lease_holder()
         owner = None
         if holder is not None:
@@ -170,11 +175,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             counts[p.state.value] = counts.get(p.state.value, 0) + 1
         if args.json:
             print(json.dumps({"db": str(settings.db_path), "owner": owner, "counts": counts,
+                              "orchestrator": summary,
                               "processes": [p.summary() for p in processes]}, indent=2))
             return 0
         who = f"{owner['role']} pid {owner['pid']}" if owner else "nobody (not running)"
         print(f"{settings.db_path} — dispatched by {who}")
         print("  ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no processes")
+        rate = summary["success_rate_1h"]
+        pools = "  ".join(f"{n} {u['used']}/{u['size']}" for n, u in summary["resources"].items())
+        print(f"success rate (1 h): {'—' if rate is None else f'{rate:.0%}'}   pools: {pools}")
         if processes:
             width = max(len(p.id) for p in processes)
             print(f"{'ID':<{width}}  {'KIND':<8} {'STATE':<11} {'PROG':>5}  {'TRY':>5}  {'PRIORITY':<8}  REASON")
@@ -182,7 +191,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 reason = p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
                                       if p.interruption and p.state.value == "interrupted" else "")
                 print(f"{p.id:<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
-                      f"{p.attempt:>2}/{p.max_attempts:<2}  {p.priority.value:<8}  {reason}")
+                      f"{f'{p.attempt}/{p.max_attempts}':>5}  {p.priority.value:<8}  {reason}".rstrip())
         return 0
 
     return asyncio.run(_with_store(settings, go))

@@ -339,3 +339,19 @@ async def test_group_commit_batches_a_burst(tmp_path):
         commits = orch.store.commits - before
     # 300 processes × 3 transitions, committed in far fewer transactions
     assert commits < 300, commits
+
+
+async def test_history_retention_prunes_old_events_in_batches(tmp_path):
+    from console.model import Event
+    from console.store import WriteBatch
+
+    async with running_engine(tmp_path, dispatch=False) as orch:
+        old = time.time() - 48 * 3600
+        batch = WriteBatch(events=[Event(i, old, None, "completed") for i in range(1, 12_001)],
+                           logs=[("x", old, "line")] * 100)
+        batch.events.append(Event(20_000, time.time(), None, "completed"))
+        await orch.store.write(batch)
+        removed = await orch.store.prune_history(time.time() - 24 * 3600, batch_size=5000)
+        assert removed == 12_100
+        assert [e.seq for e in await orch.store.events(limit=10)] == [20_000]
+        assert (await orch.status())["counts"]["completed"] == 0
