@@ -345,3 +345,30 @@ def test_engine_store_and_kinds_never_import_textual():
             text = path.read_text()
             for name in forbidden:
                 assert f"import {name}" not in text and f"from {name}" not in text, (path, name)
+
+
+def test_demo_workflow_completes_showing_a_resume_and_an_early_data_dependency(tmp_path):
+    result = sb("run", "--workflow", str(ROOT / "config" / "demo.toml"), "--until-idle", timeout=120,
+                env={"SWITCHBOARD_ENGINE__RETRY_BASE_S": "0.2"})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    seq = {(e["process"], e["type"]): e["seq"] for e in events if e["type"] in ("running", "completed")}
+    interrupted = [e for e in events if e["type"] == "interrupted"]
+    assert [(e["process"], e["data"]["interruption"]["type"]) for e in interrupted] == [("transcribe", "transient")]
+    assert seq[("evaluate", "running")] < seq[("train", "completed")]  # data dependency at 80 %
+    db = tmp_path / "xdg-data" / "switchboard" / "switchboard.db"  # the default location
+    assert set(states(db).values()) == {"completed"}
+    report = tmp_path / "xdg-data" / "switchboard" / "work" / "nightly" / "report.md"
+    assert "resumed after 100 calls" in report.read_text()
+
+
+def test_shell_example_workflow(tmp_path):
+    example = ROOT / "config" / "examples" / "shell-pipeline.toml"
+    result = sb("run", "--db", "t.db", "--workflow", str(example), "--until-idle",
+                env={"SWITCHBOARD_ENGINE__RETRY_BASE_S": "0.1"})
+    assert result.returncode == 1  # `publish` is held for an operator
+    held = states(tmp_path / "t.db")
+    assert held["publish"] == "pending"
+    sb("resume", "--db", "t.db", "publish", check=True)
+    result = sb("run", "--db", "t.db", "--until-idle")
+    assert result.returncode == 0, result.stderr
