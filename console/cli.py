@@ -58,7 +58,47 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("id")
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("voice", help="a caller's utterance (text or audio) → transcript → AI reply")
+    _common(p)
+    p.add_argument("--call", required=True, metavar="C", help="the call (conversation) id")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", metavar="T", help="what the caller said")
+    what.add_argument("--audio", metavar="F", help="an audio file of what the caller said")
+    _waiting(p)
+    p.set_defaults(func=cmd_voice)
+
+    p = sub.add_parser("transfer", help="start a warm transfer, or `transfer complete|cancel ID`")
+    _common(p)
+    p.add_argument("action", nargs="?", choices=["complete", "cancel"], help="act on a transfer instead")
+    p.add_argument("id", nargs="?", help="the transfer, with complete or cancel")
+    p.add_argument("--call", metavar="C")
+    p.add_argument("--from", dest="from_agent", metavar="A", help="the agent handing the call over")
+    p.add_argument("--to", dest="to_agent", metavar="B", help="the agent taking it")
+    _waiting(p)
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("calls", help="calls with their latest turn, or one call's turns with --call")
+    _common(p)
+    p.add_argument("--call", metavar="C", help="show this call's conversation")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calls)
+
+    p = sub.add_parser("transfers", help="warm transfers, newest first")
+    _common(p)
+    p.add_argument("--status", choices=["initiated", "summarizing", "ready", "completed", "cancelled", "failed"])
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_transfers)
     return parser
+
+
+def _waiting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true",
+                   help="wait until it is done (runs it here when no runner or console is running)")
+    p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up waiting after S seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _settings(args: argparse.Namespace, **overrides: Any):
@@ -118,7 +158,7 @@ async def _precheck(store, settings, workflow) -> int:
 
 
 def _act(args: argparse.Namespace, kind: str, payload: dict[str, Any], precheck=None) -> int:
-    from console.engine.control import act
+    from console.control import act
 
     settings = _settings(args)
     _ensure_data_dir(settings)
@@ -153,10 +193,177 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return _act(args, "cancel", {"id": args.id})
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Callable[[dict], str]) -> int:
+    """Create a voice request or a transfer, optionally wait for it, and report it."""
+    from console.control import act_and_wait
+
     settings = _settings(args)
+    _ensure_data_dir(settings)
+
+    async def go(store) -> int:
+        status, message, state = await act_and_wait(store, settings, kind, payload, wait=args.wait,
+                                                     wait_timeout=args.timeout)
+        if status == "error":
+            raise UserError(message)
+        if status != "done":
+            print(f"switchboard: {message}", file=sys.stderr)
+            return 1
+        record = json.loads(message)
+        process = await store.get_process(record["process_id"])
+        fresh = (await store.get_voice_request(record["id"]) if kind == "voice"
+                 else await store.get_transfer(record["id"]))
+        record = {**fresh.to_json(), "state": process.state.value if process else None}
+        if process is not None and process.interruption and process.state.value != "completed":
+            record["interruption"] = process.interruption.to_json()
+        if process is not None and process.reason:
+            record["reason"] = process.reason
+        print(json.dumps(record, indent=2) if args.json else show(record))
+        if not args.wait:
+            return 0
+        return 0 if record["state"] == "completed" else 1
+
+    return asyncio.run(_with_store(settings, go))
+
+
+def _state_line(r: dict) -> str:
+    line = f"{r['id']}: {r['state']}"
+    if r.get("interruption") and r["state"] in ("interrupted", "waiting"):
+        line += f" ({r['interruption']['type']}: {r['interruption']['message']})"
+    elif r.get("reason"):
+        line += f" ({r['reason']})"
+    return line
+
+
+def _show_voice(r: dict) -> str:
+    lines = [_state_line(r) + f"  call {r['call_id']}"]
+    if r.get("transcript") is not None:
+        lines.append(f"caller:    {r['transcript']}")
+    if r.get("reply") is not None:
+        usage = r.get("usage") or {}
+        lines.append(f"assistant: {r['reply']}")
+        lines.append(f"latency {r['latency_ms'].get('total', 0):.0f} ms, tokens {usage.get('prompt_tokens', 0)} in / "
+                     f"{usage.get('completion_tokens', 0)} out, model {r.get('model')}")
+    if r.get("speech_path"):
+        lines.append(f"speech:    {r['speech_path']}")
+    return "\n".join(lines)
+
+
+def _show_transfer(r: dict) -> str:
+    line = f"{r['id']}: {r['status']}  call {r['call_id']}, {r['from_agent']} → {r['to_agent']}"
+    if r.get("reason") and r["status"] not in ("ready", "completed"):
+        line += f" ({r['reason']})"
+    lines = [line]
+    summary = r.get("summary")
+    if summary:
+        label = {"extractive": "computed locally (LLM unavailable)",
+                 "llm-unstructured": "from the LLM, completed locally"}.get(r.get("summary_source"), "from the LLM")
+        lines.append(f"summary ({label}):")
+        for key in ("caller", "issue", "steps_taken", "sentiment", "next_action", "notes", "fallback_reason"):
+            if summary.get(key):
+                value = "; ".join(summary[key]) if isinstance(summary[key], list) else summary[key]
+                lines.append(f"  {key.replace('_', ' ')}: {value}")
+    return "\n".join(lines)
+
+
+def cmd_voice(args: argparse.Namespace) -> int:
+    payload = {"call_id": args.call, "text": args.text, "audio_path": args.audio}
+    return _work(args, "voice", payload, _show_voice)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    if args.action:
+        if not args.id:
+            raise UserError(f"transfer {args.action} needs the transfer's id")
+        if args.call or args.from_agent or args.to_agent:
+            raise UserError(f"transfer {args.action} takes only an id")
+        return _act_print(args, f"transfer.{args.action}", {"id": args.id}, _show_transfer)
+    missing = [flag for flag, value in (("--call", args.call), ("--from", args.from_agent), ("--to", args.to_agent))
+               if not value]
+    if missing:
+        raise UserError(f"transfer needs {', '.join(missing)} (or: transfer complete|cancel ID)")
+    payload = {"call_id": args.call, "from_agent": args.from_agent, "to_agent": args.to_agent}
+    return _work(args, "transfer", payload, _show_transfer)
+
+
+def _act_print(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Callable[[dict], str]) -> int:
+    from console.control import act
+
+    settings = _settings(args)
+
+    async def go(store) -> int:
+        status, message = await act(store, settings, kind, payload)
+        if status == "error":
+            raise UserError(message)
+        if status != "done":
+            print(f"switchboard: {message}", file=sys.stderr)
+            return 1
+        record = json.loads(message)
+        process = await store.get_process(record["process_id"])
+        record["state"] = process.state.value if process else None
+        print(json.dumps(record, indent=2) if args.json else show(record))
+        return 0
+
+    _require_db(settings)
+    return asyncio.run(_with_store(settings, go))
+
+
+def _require_db(settings) -> None:
     if not settings.db_path.exists():
         raise UserError(f"{settings.db_path}: no database yet (run `switchboard load` or `switchboard run` first)")
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _require_db(settings)
+
+    async def go(store) -> int:
+        if args.call:
+            call = await store.get_call(args.call, turns=max(1, args.limit))
+            if call is None:
+                raise UserError(f"no call {args.call!r}")
+            if args.json:
+                print(json.dumps(call.to_json(), indent=2))
+            else:
+                print(f"call {call.id}: {call.turn_count} turn(s)")
+                for t in call.turns:
+                    print(f"{time.strftime('%H:%M:%S', time.localtime(t.created_at))}  {t.role:<9} {t.text}")
+            return 0
+        calls = await store.list_calls(limit=args.limit)
+        if args.json:
+            print(json.dumps([c.to_json() for c in calls], indent=2))
+            return 0
+        for c in calls:
+            last = f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else "(no turns)"
+            print(f"{c.id:<20} {c.turn_count:>3} turn(s)  {time.strftime('%H:%M:%S', time.localtime(c.updated_at))}  {last[:80]}")
+        if not calls:
+            print("no calls")
+        return 0
+
+    return asyncio.run(_with_store(settings, go))
+
+
+def cmd_transfers(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _require_db(settings)
+
+    async def go(store) -> int:
+        transfers = await store.list_transfers(status=args.status, limit=args.limit)
+        if args.json:
+            print(json.dumps([t.to_json() for t in transfers], indent=2))
+            return 0
+        for t in transfers:
+            issue = (t.summary or {}).get("issue", "")
+            print(f"{t.id}  {t.status.value:<11} call {t.call_id}  {t.from_agent} → {t.to_agent}  {issue[:60]}")
+        if not transfers:
+            print("no transfers")
+        return 0
+
+    return asyncio.run(_with_store(settings, go))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _require_db(settings)
 
     async def go(store) -> int:
         from console.engine.orchestrator import summarise

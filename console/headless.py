@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from console.engine.orchestrator import Orchestrator
+from console.app import make_engine
 from console.engine.workflow import Workflow
 from console.model import Event, State
 from console.settings import Settings
@@ -41,7 +41,7 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
               out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
     await store.open()
-    orchestrator = Orchestrator(store, settings, role="runner")
+    orchestrator = make_engine(store, settings, role="runner")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -284,3 +284,98 @@ class PermanentFailure(Exception):
 
 # Interruption types the engine retries by itself; the others wait for an operator.
 AUTO_RETRY = frozenset({InterruptionType.TRANSIENT, InterruptionType.RATE_LIMITED, InterruptionType.ERROR})
+
+
+# -- calls, voice requests, transfers ---------------------------------------------------------------
+
+class TransferStatus(str, Enum):
+    INITIATED = "initiated"
+    SUMMARIZING = "summarizing"
+    READY = "ready"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TRANSFER_FINAL = frozenset({TransferStatus.COMPLETED, TransferStatus.CANCELLED, TransferStatus.FAILED})
+
+
+@dataclass
+class Turn:
+    call_id: str
+    role: str  # caller | agent | assistant | system
+    text: str
+    created_at: float = field(default_factory=time.time)
+    source: str | None = None  # the process that added it
+    seq: int = 0  # position in the call, given by the store
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "role": self.role, "text": self.text, "created_at": self.created_at,
+                "source": self.source}
+
+
+@dataclass
+class Call:
+    id: str
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    turns: list[Turn] = field(default_factory=list)  # filled by readers that ask for them
+    turn_count: int = 0
+    last_turn: Turn | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "created_at": self.created_at, "updated_at": self.updated_at,
+                "turn_count": self.turn_count,
+                "last_turn": self.last_turn.to_json() if self.last_turn else None,
+                "turns": [t.to_json() for t in self.turns]}
+
+
+@dataclass
+class VoiceRequest:
+    id: str
+    call_id: str
+    process_id: str
+    input_text: str | None = None
+    audio_path: str | None = None
+    transcript: str | None = None
+    reply: str | None = None
+    speech_path: str | None = None
+    stage: str = "queued"  # queued | transcribing | replying | speaking | done
+    latency_ms: dict[str, float] = field(default_factory=dict)  # stt, chat, tts, total
+    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens
+    model: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "call_id": self.call_id, "process_id": self.process_id,
+                "input_text": self.input_text, "audio_path": self.audio_path,
+                "transcript": self.transcript, "reply": self.reply, "speech_path": self.speech_path,
+                "stage": self.stage, "latency_ms": self.latency_ms, "usage": self.usage,
+                "model": self.model, "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+@dataclass
+class Transfer:
+    id: str
+    call_id: str
+    process_id: str
+    from_agent: str
+    to_agent: str
+    status: TransferStatus = TransferStatus.INITIATED
+    summary: dict[str, Any] | None = None
+    summary_source: str | None = None  # "llm" | "llm-unstructured" | "extractive"
+    reason: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    completed_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "call_id": self.call_id, "process_id": self.process_id,
+                "from_agent": self.from_agent, "to_agent": self.to_agent, "status": self.status.value,
+                "summary": self.summary, "summary_source": self.summary_source, "reason": self.reason,
+                "created_at": self.created_at, "updated_at": self.updated_at,
+                "completed_at": self.completed_at}

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,38 @@ class StoreSettings(_Section):
         return v.upper() if isinstance(v, str) else v
 
 
+class GroqSettings(_Section):
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    # Requests in flight at once. 200 at once through one pool stalls the loop (FACTS.md).
+    concurrency: int = Field(32, ge=1, le=1000)
+    # aiohttp: measured faster and kinder to the loop than httpx at high concurrency.
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+
+
+class VoiceSettings(_Section):
+    stt_model: str = "whisper-large-v3-turbo"
+    chat_model: str = "llama-3.3-70b-versatile"
+    system_prompt: str = (
+        "You are the voice assistant of a contact centre. Answer the caller in one or two short, "
+        "friendly sentences. If you cannot help, offer to transfer them to an agent."
+    )
+    context_turns: int = Field(20, ge=0, le=500)  # earlier turns of the call sent as context
+    speech: bool = False  # text-to-speech of the reply, to a WAV file in the data dir
+    tts_model: str = "playai-tts"
+    tts_voice: str = "Fritz-PlayAI"
+    max_audio_mb: float = Field(25.0, gt=0)
+
+
+class TransferSettings(_Section):
+    summary_model: str = "llama-3.3-70b-versatile"
+    # When the LLM cannot be reached: "extractive" still gets the transfer ready with a
+    # summary computed locally from the transcript; "none" waits for the LLM.
+    summary_fallback: Literal["extractive", "none"] = "extractive"
+    # A transfer waits for the call's in-flight voice requests to reach this progress:
+    # 50 = their transcript is saved (what the caller said), 100 = the AI reply too.
+    wait_for_voice_percent: float = Field(50.0, gt=0, le=100)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
@@ -89,6 +121,12 @@ class Settings(BaseSettings):
     data_dir: Path | None = None  # default: <user data dir>
     engine: EngineSettings = Field(default_factory=EngineSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    groq: GroqSettings = Field(default_factory=GroqSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
+    # The Groq SDK's own variables. The key is a secret: never printed, logged or stored.
+    groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY", "groq_api_key"))
+    groq_base_url: str | None = Field(None, validation_alias=AliasChoices("GROQ_BASE_URL", "groq_base_url"))
 
     @classmethod
     def settings_customise_sources(
@@ -122,8 +160,12 @@ def _check_toml(path: Path) -> None:
         raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
-    sections = {"engine": EngineSettings, "store": StoreSettings}
+    sections = {"engine": EngineSettings, "store": StoreSettings, "groq": GroqSettings,
+                "voice": VoiceSettings, "transfer": TransferSettings}
     for key, value in data.items():
+        if key == "groq_api_key":
+            raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "
+                            "in the environment or in .env")
         if key in sections:
             if not isinstance(value, dict):
                 raise UserError(f"{path}: [{key}] must be a table")
@@ -139,6 +181,8 @@ def _describe(err: ValidationError) -> str:
     name = ".".join(str(p) for p in first["loc"]) or "settings"
     value = first.get("input")
     shown = value if not isinstance(value, (dict, list)) else "…"
+    if "api_key" in name:
+        shown = "…"  # never echo a secret
     return f"invalid setting {name}={shown!r}: {first['msg']}"
 
 

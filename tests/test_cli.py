@@ -329,7 +329,7 @@ def test_not_a_database(tmp_path):
 def test_headless_path_never_imports_textual_or_groq():
     code = (
         "import sys\n"
-        "import console.cli, console.headless, console.engine.orchestrator, console.engine.control\n"
+        "import console.cli, console.headless, console.engine.orchestrator, console.control\n"
         "import console.kinds.shell, console.kinds.python, console.store.sqlite, console.settings\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'groq', 'rich'))\n"
         "print(bad)\n"

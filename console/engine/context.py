@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from console.model import Process
+from console.settings import Settings
+from console.store import Store, WriteBatch
 
 if TYPE_CHECKING:
     from console.engine.orchestrator import Orchestrator
@@ -41,9 +43,28 @@ class RunContext:
         """A folder of this process's own under the data dir, created on first use."""
         return self._engine.workdir(self.process_id)
 
-    async def report(self, progress: float | None = None, checkpoint: Any = _UNSET) -> None:
-        """Record progress (0-100) and/or a checkpoint; returns once it is committed."""
-        await self._engine.report(self._process, progress, checkpoint)
+    @property
+    def engine(self) -> Orchestrator:
+        return self._engine
+
+    @property
+    def settings(self) -> Settings:
+        return self._engine.settings
+
+    @property
+    def store(self) -> Store:
+        """For reading; write through `report(extra=...)` so it commits with the checkpoint."""
+        return self._engine.store
+
+    def service(self, name: str, factory: Callable[[], Any]) -> Any:
+        """A shared object (one per engine), made by `factory` on first use."""
+        return self._engine.service(name, factory)
+
+    async def report(self, progress: float | None = None, checkpoint: Any = _UNSET,
+                     extra: WriteBatch | None = None) -> None:
+        """Record progress (0-100) and/or a checkpoint, with `extra` changes in the same
+        transaction; returns once it is committed."""
+        await self._engine.report(self._process, progress, checkpoint, extra)
 
     def log(self, text: str) -> None:
         self._engine.log(self._process, text)

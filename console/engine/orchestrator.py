@@ -121,6 +121,13 @@ class Orchestrator:
             "cancel": lambda a: self.cancel(a["id"]),
             "load": lambda a: self._load_command(a),
         }
+        # kind name -> fn(process, previous state, batch): lets a kind keep its own records
+        # (e.g. a transfer's status) in step with its process, in the same transaction
+        self.state_hooks: dict[str, Callable[[Process, State, WriteBatch], None]] = {}
+        # shared objects for handlers (e.g. one API client for all voice work), closed at stop
+        self.services: dict[str, Any] = {}
+        # run after the database is loaded and before crash recovery (which fires state hooks)
+        self.start_hooks: list[Callable[[], Awaitable[None]]] = []
         self._ready = ReadyQueue()
         self._signatures: dict[Hashable, dict[str, int]] = {}
         self._running: dict[str, _Work] = {}
@@ -167,6 +174,8 @@ class Orchestrator:
             self.graph.add(d)
         for r in snapshot.requests:
             self.requests[r.process_id] = r
+        for hook in self.start_hooks:
+            await hook()
         await self._recover()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="lease-heartbeat"))
         if dispatch:
@@ -200,7 +209,7 @@ class Orchestrator:
                 del self.requests[pid]
                 b.requests[pid] = None
         self._reconsider(list(self.requests), b)
-        await self._commit(b)
+        await self.commit(b)
 
     async def stop(self) -> None:
         """Stop taking work, give running work its grace period, persist what is left as
@@ -232,8 +241,21 @@ class Orchestrator:
         if self._log_flush is not None:
             await asyncio.gather(self._log_flush, return_exceptions=True)
         await self._flush_logs()
+        for service in self.services.values():
+            close = getattr(service, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # noqa: BLE001 - closing must not stop the shutdown
+                    log.exception("closing %r failed", service)
         await self.store.release_lease(self._token)
         self._stopped = True
+
+    def service(self, name: str, factory: Callable[[], Any]) -> Any:
+        """One shared instance per name, made on first use."""
+        if name not in self.services:
+            self.services[name] = factory()
+        return self.services[name]
 
     async def run_until_idle(self) -> None:
         """Wait until nothing is queued, waiting on a timer, or running."""
@@ -276,7 +298,7 @@ class Orchestrator:
         if self._is_idle():
             self._idle.set()
         if not b.empty():
-            await self._commit(b)
+            await self.commit(b)
 
     def _fits(self, signature: Hashable) -> bool:
         need = self._signatures[signature]
@@ -458,18 +480,21 @@ class Orchestrator:
         p.reason = reason
         p.updated_at = time.time()
         b.processes[p.id] = p
+        hook = self.state_hooks.get(p.kind)
+        if hook is not None and previous is not state:
+            hook(p, previous, b)
         info = {"from": previous.value, "attempt": p.attempt, "progress": round(p.progress, 1)}
         if state is State.INTERRUPTED and p.interruption is not None:
             info["interruption"] = p.interruption.to_json()
         if data:
             info.update(data)
-        b.events.append(self._event(p.id, state.value, message or reason or "", info))
+        b.events.append(self.new_event(p.id, state.value, message or reason or "", info))
 
-    def _event(self, pid: str | None, type_: str, message: str = "", data: dict[str, Any] | None = None) -> Event:
+    def new_event(self, pid: str | None, type_: str, message: str = "", data: dict[str, Any] | None = None) -> Event:
         self._event_seq += 1
         return Event(self._event_seq, time.time(), pid, type_, message, data)
 
-    async def _commit(self, b: WriteBatch, extra: Iterable[Event] = ()) -> None:
+    async def commit(self, b: WriteBatch, extra: Iterable[Event] = ()) -> None:
         """Commit, then announce: nothing is published that a crash could take back."""
         if not b.empty():
             await self.store.write(b)
@@ -510,7 +535,7 @@ class Orchestrator:
         b = WriteBatch()
         self._finish(w, outcome, detail, b)
         try:
-            await self._commit(b)
+            await self.commit(b)
         finally:
             w.finished.set()
             self._wake.set()
@@ -579,8 +604,9 @@ class Orchestrator:
 
     # -- what handlers call -----------------------------------------------------------------------
 
-    async def report(self, p: Process, progress: float | None, checkpoint: Any = _UNSET) -> None:
-        b = WriteBatch()
+    async def report(self, p: Process, progress: float | None, checkpoint: Any = _UNSET,
+                     extra: WriteBatch | None = None) -> None:
+        b = extra or WriteBatch()
         before = p.progress
         if progress is not None:
             p.progress = min(100.0, max(0.0, float(progress)))
@@ -590,9 +616,9 @@ class Orchestrator:
             b.checkpoints.append(Checkpoint(p.id, p.checkpoint_seq, p.progress, checkpoint, time.time()))
         p.updated_at = time.time()
         b.processes[p.id] = p
-        notice = self._event(p.id, "progress", "", {"progress": round(p.progress, 1),
+        notice = self.new_event(p.id, "progress", "", {"progress": round(p.progress, 1),
                                                    "checkpoint": checkpoint is not _UNSET})
-        await self._commit(b, extra=[notice])
+        await self.commit(b, extra=[notice])
         if p.progress > before:
             crossed = [
                 d.dependent for d in self.graph.downstream(p.id)
@@ -602,14 +628,14 @@ class Orchestrator:
             if crossed:
                 b2 = WriteBatch()
                 self._reconsider(crossed, b2)
-                await self._commit(b2)
+                await self.commit(b2)
 
     def log(self, p: Process, text: str) -> None:
         now = time.time()
         for line in str(text).splitlines() or [""]:
             line = line[:LOG_LINE_MAX]
             self._pending_logs.append((p.id, now, line))
-            self.bus.publish(self._event(p.id, "log", line))
+            self.bus.publish(self.new_event(p.id, "log", line))
         if self._log_flush is None or self._log_flush.done():
             self._log_flush = asyncio.get_running_loop().create_task(self._flush_logs())
 
@@ -650,7 +676,7 @@ class Orchestrator:
                             "or pending processes can be resumed")
         self._reconsider([p.id], b)
         self._reconsider(self._dependents(p, lambda q: q.state is State.BLOCKED), b)
-        await self._commit(b)
+        await self.commit(b)
         return f"{p.id}: {p.state.value}" + (f" ({p.reason})" if p.reason else "")
 
     async def cancel(self, process_id: str) -> str:
@@ -671,27 +697,29 @@ class Orchestrator:
         p.interruption = Interruption(InterruptionType.OPERATOR, "cancelled by an operator")
         self._set(p, State.CANCELLED, "cancelled by an operator", b)
         self._reconsider(self._dependents(p, lambda q: q.id in self.requests), b)
-        await self._commit(b)
+        await self.commit(b)
         return f"{p.id}: cancelled"
 
     async def _load_command(self, payload: dict[str, Any]) -> str:
         return (await self.load(Workflow.from_json(payload))).describe()
 
-    async def load(self, wf: Workflow) -> LoadResult:
+    async def load(self, wf: Workflow, extra: WriteBatch | None = None) -> LoadResult:
         """Register a workflow's new processes and queue them. Idempotent and all-or-nothing:
-        every check runs before the first change."""
+        every check runs before the first change. `extra` is committed in the same transaction
+        (a voice request's own record, say)."""
         result = LoadResult()
         new, new_deps = check_workflow(wf, self.processes, self.graph, self.pools.sizes)
         result.existing = [p.id for p in wf.processes if p.id in self.processes]
         # -- every check passed: apply
-        b = WriteBatch(pools=dict(wf.resources))
+        b = extra or WriteBatch()
+        b.pools.update(wf.resources)
         self.pools.resize(wf.resources)
         now = time.time()
         for p in new:
             p.state, p.created_at, p.updated_at = State.PENDING, now, now
             self.processes[p.id] = p
             b.processes[p.id] = p
-            b.events.append(self._event(p.id, "registered", f"{p.kind} from {wf.source}",
+            b.events.append(self.new_event(p.id, "registered", f"{p.kind} from {wf.source}",
                                         {"priority": p.priority.value}))
             result.added.append(p.id)
         for d in new_deps:
@@ -706,7 +734,7 @@ class Orchestrator:
         # existing processes that gained a dependency look again
         to_place += [d.dependent for d in new_deps if d.dependent in self.requests and d.dependent not in to_place]
         self._reconsider(to_place, b)
-        await self._commit(b)
+        await self.commit(b)
         return result
 
     # -- commands from other processes -------------------------------------------------------------

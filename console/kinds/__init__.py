@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 _MODULES: dict[str, str] = {
     "shell": "console.kinds.shell",
     "python": "console.kinds.python",
+    "voice": "console.kinds.voice",
+    "transfer": "console.kinds.transfer",
 }
 _LOADED: dict[str, Kind] = {}
 

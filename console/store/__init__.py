@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from console.model import Checkpoint, Dependency, Event, Process, ResumeRequest
+from console.model import (
+    Call,
+    Checkpoint,
+    Dependency,
+    Event,
+    Process,
+    ResumeRequest,
+    Transfer,
+    Turn,
+    VoiceRequest,
+)
 
 
 @dataclass
@@ -25,11 +35,16 @@ class WriteBatch:
     logs: list[tuple[str, float, str]] = field(default_factory=list)  # (process, ts, line)
     pools: dict[str, int] = field(default_factory=dict)
     commands_done: dict[int, tuple[str, str]] = field(default_factory=dict)  # id: (status, result)
+    calls: dict[str, Call] = field(default_factory=dict)  # upserted (created_at kept)
+    turns: list[Turn] = field(default_factory=list)  # appended; the store numbers them per call
+    voice_requests: dict[str, VoiceRequest] = field(default_factory=dict)
+    transfers: dict[str, Transfer] = field(default_factory=dict)
 
     def empty(self) -> bool:
         return not (
             self.processes or self.requests or self.dependencies or self.checkpoints
             or self.events or self.logs or self.pools or self.commands_done
+            or self.calls or self.turns or self.voice_requests or self.transfers
         )
 
     def merge(self, other: WriteBatch) -> None:
@@ -41,6 +56,10 @@ class WriteBatch:
         self.logs.extend(other.logs)
         self.pools.update(other.pools)
         self.commands_done.update(other.commands_done)
+        self.calls.update(other.calls)
+        self.turns.extend(other.turns)
+        self.voice_requests.update(other.voice_requests)
+        self.transfers.update(other.transfers)
 
 
 @dataclass
@@ -116,6 +135,17 @@ class Store(Protocol):
     async def checkpoints(self, process_id: str, limit: int = 20) -> list[Checkpoint]: ...
     async def logs(self, process_id: str, limit: int = 100) -> list[tuple[float, str]]: ...
     async def prune_history(self, before: float, batch_size: int = 5000) -> int: ...
+    async def get_request(self, process_id: str) -> ResumeRequest | None: ...
+
+    # calls, voice requests, transfers
+    async def get_call(self, call_id: str, turns: int = 50) -> Call | None: ...
+    async def list_calls(self, limit: int = 50, offset: int = 0) -> list[Call]: ...
+    async def get_voice_request(self, request_id: str) -> VoiceRequest | None: ...
+    async def voice_requests(self, call_id: str | None = None, limit: int = 100) -> list[VoiceRequest]: ...
+    async def get_transfer(self, transfer_id: str) -> Transfer | None: ...
+    async def list_transfers(
+        self, status: str | None = None, limit: int = 50, offset: int = 0, call_id: str | None = None
+    ) -> list[Transfer]: ...
 
 
 def open_store(path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Store:

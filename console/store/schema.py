@@ -113,6 +113,61 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX commands_new ON commands(status) WHERE status = 'new';
     """,
+    # 2: calls, their turns, voice requests and warm transfers
+    """
+    CREATE TABLE calls (
+        id          TEXT PRIMARY KEY,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+
+    CREATE TABLE turns (
+        id          INTEGER PRIMARY KEY,
+        call_id     TEXT NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        role        TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        source      TEXT,
+        UNIQUE (call_id, seq)
+    );
+
+    CREATE TABLE voice_requests (
+        id          TEXT PRIMARY KEY,
+        call_id     TEXT NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+        process_id  TEXT NOT NULL,
+        input_text  TEXT,
+        audio_path  TEXT,
+        transcript  TEXT,
+        reply       TEXT,
+        speech_path TEXT,
+        stage       TEXT NOT NULL,
+        latency_ms  TEXT NOT NULL,              -- JSON
+        usage       TEXT NOT NULL,              -- JSON
+        model       TEXT,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE INDEX voice_requests_call ON voice_requests(call_id, created_at);
+
+    CREATE TABLE transfers (
+        id              TEXT PRIMARY KEY,
+        call_id         TEXT NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+        process_id      TEXT NOT NULL,
+        from_agent      TEXT NOT NULL,
+        to_agent        TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        summary         TEXT,                   -- JSON
+        summary_source  TEXT,
+        reason          TEXT,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        completed_at    REAL
+    );
+    CREATE INDEX transfers_created ON transfers(created_at);
+    CREATE INDEX transfers_status_created ON transfers(status, created_at);
+    CREATE INDEX transfers_call ON transfers(call_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import aiosqlite
 
 from console.model import (
+    Call,
     Checkpoint,
     Dependency,
     DependencyType,
@@ -24,7 +25,11 @@ from console.model import (
     RequestSource,
     ResumeRequest,
     State,
+    Transfer,
+    TransferStatus,
+    Turn,
     UserError,
+    VoiceRequest,
 )
 from console.store import Command, LeaseHolder, Snapshot, WriteBatch
 from console.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -395,6 +400,74 @@ class SqliteStore:
         )
         return total
 
+    async def get_request(self, process_id: str) -> ResumeRequest | None:
+        rows = await self._require().execute_fetchall(
+            "SELECT * FROM resume_requests WHERE process_id = ?", (process_id,))
+        return _request_from(rows[0]) if rows else None
+
+    # -- calls, voice requests, transfers -------------------------------------------------------
+
+    async def get_call(self, call_id: str, turns: int = 50) -> Call | None:
+        db = self._require()
+        rows = await db.execute_fetchall("SELECT * FROM calls WHERE id = ?", (call_id,))
+        if not rows:
+            return None
+        turn_rows = await db.execute_fetchall(
+            "SELECT * FROM turns WHERE call_id = ? ORDER BY seq DESC LIMIT ?", (call_id, turns))
+        count = (await db.execute_fetchall("SELECT COUNT(*) FROM turns WHERE call_id = ?", (call_id,)))[0][0]
+        listed = [_turn_from(r) for r in reversed(turn_rows)]
+        return Call(rows[0]["id"], rows[0]["created_at"], rows[0]["updated_at"], listed, count,
+                    listed[-1] if listed else None)
+
+    async def list_calls(self, limit: int = 50, offset: int = 0) -> list[Call]:
+        db = self._require()
+        rows = await db.execute_fetchall(
+            "SELECT c.*, (SELECT COUNT(*) FROM turns t WHERE t.call_id = c.id) AS n, "
+            "(SELECT MAX(seq) FROM turns t WHERE t.call_id = c.id) AS last_seq "
+            "FROM calls c ORDER BY c.updated_at DESC LIMIT ? OFFSET ?", (limit, offset))
+        calls = [Call(r["id"], r["created_at"], r["updated_at"], [], r["n"]) for r in rows]
+        last = {(r["id"], r["last_seq"]) for r in rows if r["last_seq"] is not None}
+        if last:
+            marks = " OR ".join("(call_id = ? AND seq = ?)" for _ in last)
+            args = [x for pair in last for x in pair]
+            by_call = {r["call_id"]: _turn_from(r) for r in await db.execute_fetchall(
+                f"SELECT * FROM turns WHERE {marks}", args)}
+            for c in calls:
+                c.last_turn = by_call.get(c.id)
+        return calls
+
+    async def get_voice_request(self, request_id: str) -> VoiceRequest | None:
+        rows = await self._require().execute_fetchall("SELECT * FROM voice_requests WHERE id = ?", (request_id,))
+        return _voice_from(rows[0]) if rows else None
+
+    async def voice_requests(self, call_id: str | None = None, limit: int = 100) -> list[VoiceRequest]:
+        if call_id is None:
+            rows = await self._require().execute_fetchall(
+                "SELECT * FROM voice_requests ORDER BY created_at DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._require().execute_fetchall(
+                "SELECT * FROM voice_requests WHERE call_id = ? ORDER BY created_at DESC LIMIT ?", (call_id, limit))
+        return [_voice_from(r) for r in rows]
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        rows = await self._require().execute_fetchall("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
+        return _transfer_from(rows[0]) if rows else None
+
+    async def list_transfers(
+        self, status: str | None = None, limit: int = 50, offset: int = 0, call_id: str | None = None
+    ) -> list[Transfer]:
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if call_id is not None:
+            where.append("call_id = ?")
+            args.append(call_id)
+        sql = "SELECT * FROM transfers" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created_at DESC LIMIT ? OFFSET ?"
+        rows = await self._require().execute_fetchall(sql, (*args, limit, offset))
+        return [_transfer_from(r) for r in rows]
+
 
 def _statements(b: WriteBatch) -> list[tuple[str, list[tuple]]]:
     """The batch as (sql, rows) pairs, in an order that respects the foreign keys."""
@@ -429,6 +502,22 @@ def _statements(b: WriteBatch) -> list[tuple[str, list[tuple]]]:
         out.append(("INSERT INTO logs (process_id, ts, line) VALUES (?, ?, ?)", b.logs))
     if b.pools:
         out.append(("INSERT OR REPLACE INTO pools VALUES (?, ?)", list(b.pools.items())))
+    if b.calls:
+        out.append(("INSERT INTO calls VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+                    [(c.id, c.created_at, c.updated_at) for c in b.calls.values()]))
+    if b.turns:
+        # numbered inside the transaction, so concurrent requests on one call never collide
+        out.append(("INSERT INTO turns (call_id, seq, role, text, created_at, source) VALUES "
+                    "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE call_id = ?), ?, ?, ?, ?)",
+                    [(t.call_id, t.call_id, t.role, t.text, t.created_at, t.source) for t in b.turns]))
+    if b.voice_requests:
+        out.append((f"INSERT OR REPLACE INTO voice_requests ({', '.join(_VOICE_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _VOICE_COLUMNS)})",
+                    [_voice_row(v) for v in b.voice_requests.values()]))
+    if b.transfers:
+        out.append((f"INSERT OR REPLACE INTO transfers ({', '.join(_TRANSFER_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _TRANSFER_COLUMNS)})",
+                    [_transfer_row(t) for t in b.transfers.values()]))
     if b.commands_done:
         now = time.time()
         out.append(("UPDATE commands SET status = ?, result = ?, handled_at = ? WHERE id = ?",
@@ -447,6 +536,46 @@ def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+_VOICE_COLUMNS = ("id", "call_id", "process_id", "input_text", "audio_path", "transcript", "reply",
+                  "speech_path", "stage", "latency_ms", "usage", "model", "created_at", "updated_at")
+_TRANSFER_COLUMNS = ("id", "call_id", "process_id", "from_agent", "to_agent", "status", "summary",
+                     "summary_source", "reason", "created_at", "updated_at", "completed_at")
+
+
+def _voice_row(v: VoiceRequest) -> tuple:
+    return (v.id, v.call_id, v.process_id, v.input_text, v.audio_path, v.transcript, v.reply, v.speech_path,
+            v.stage, _dumps(v.latency_ms), _dumps(v.usage), v.model, v.created_at, v.updated_at)
+
+
+def _voice_from(r: sqlite3.Row) -> VoiceRequest:
+    return VoiceRequest(
+        id=r["id"], call_id=r["call_id"], process_id=r["process_id"], input_text=r["input_text"],
+        audio_path=r["audio_path"], transcript=r["transcript"], reply=r["reply"], speech_path=r["speech_path"],
+        stage=r["stage"], latency_ms=json.loads(r["latency_ms"]), usage=json.loads(r["usage"]), model=r["model"],
+        created_at=r["created_at"], updated_at=r["updated_at"],
+    )
+
+
+def _transfer_row(t: Transfer) -> tuple:
+    return (t.id, t.call_id, t.process_id, t.from_agent, t.to_agent, t.status.value,
+            _dumps(t.summary) if t.summary is not None else None, t.summary_source, t.reason,
+            t.created_at, t.updated_at, t.completed_at)
+
+
+def _transfer_from(r: sqlite3.Row) -> Transfer:
+    return Transfer(
+        id=r["id"], call_id=r["call_id"], process_id=r["process_id"], from_agent=r["from_agent"],
+        to_agent=r["to_agent"], status=TransferStatus(r["status"]),
+        summary=json.loads(r["summary"]) if r["summary"] else None, summary_source=r["summary_source"],
+        reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"], completed_at=r["completed_at"],
+    )
+
+
+def _turn_from(r: sqlite3.Row) -> Turn:
+    return Turn(call_id=r["call_id"], role=r["role"], text=r["text"], created_at=r["created_at"],
+                source=r["source"], seq=r["seq"])
 
 
 def _split_script(script: str) -> list[str]:

@@ -1,0 +1,15 @@
+"""Assembles an engine with everything the product runs on it (the call-centre API)."""
+
+from __future__ import annotations
+
+from console.engine.orchestrator import Orchestrator
+from console.settings import Settings
+from console.store import Store
+
+
+def make_engine(store: Store, settings: Settings, role: str = "runner") -> Orchestrator:
+    from console.voice.center import CallCenter
+
+    engine = Orchestrator(store, settings, role=role)
+    CallCenter(engine).install()
+    return engine

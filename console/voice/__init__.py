@@ -1,0 +1,1 @@
+"""Voice requests and warm transfers: the Groq gateway, summaries, and the call-centre API."""

@@ -1,0 +1,225 @@
+"""The call-centre API: calls, voice requests and warm transfers, on top of the engine.
+
+The CLI (through the store's inbox), the console and the HTTP intake all use this one API;
+voice requests and transfers are processes of kind `voice` / `transfer`, so they queue,
+retry, survive crashes and show in the dependency graph like any other work."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from console.engine.orchestrator import Orchestrator
+from console.engine.workflow import ID_PATTERN, Workflow
+from console.model import (
+    TRANSFER_FINAL,
+    Call,
+    Dependency,
+    DependencyType,
+    Priority,
+    Process,
+    State,
+    Transfer,
+    TransferStatus,
+    Turn,
+    UserError,
+    VoiceRequest,
+)
+from console.store import WriteBatch
+from console.voice.gateway import GroqGateway
+
+SERVICE = "calls"
+_ID = re.compile(ID_PATTERN)
+MAX_TEXT = 10_000
+_SETTLED_VOICE = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _check_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise UserError(f"{what} {value!r} is not a valid id (letters, digits and _.:@/- , up to 200)")
+    return value
+
+
+class CallCenter:
+    def __init__(self, orchestrator: Orchestrator):
+        self.engine = orchestrator
+        self.store = orchestrator.store
+        self.settings = orchestrator.settings
+        # transfers not yet final, by process id: the live objects the transfer kind updates
+        self.transfers: dict[str, Transfer] = {}
+
+    def gateway(self) -> GroqGateway:
+        return self.engine.service("groq", lambda: GroqGateway(self.settings, self._provider_changed))
+
+    def _provider_changed(self, state: Any) -> None:
+        self.engine.bus.publish(self.engine.new_event(None, "provider", state.describe(),
+                                                   {"status": state.status, "until": state.until}))
+
+    async def start(self) -> None:
+        for status in (TransferStatus.INITIATED, TransferStatus.SUMMARIZING, TransferStatus.READY):
+            for t in await self.store.list_transfers(status=status.value, limit=100_000):
+                self.transfers[t.process_id] = t
+
+    # -- voice requests ----------------------------------------------------------------------------
+
+    async def create_voice_request(self, call_id: str, text: str | None = None,
+                                   audio_path: str | None = None) -> VoiceRequest:
+        _check_id(call_id, "call")
+        if (text is None) == (audio_path is None):
+            raise UserError("give the caller's words as text or as an audio file (exactly one)")
+        if text is not None:
+            text = text.strip()
+            if not text:
+                raise UserError("the text is empty")
+            if len(text) > MAX_TEXT:
+                raise UserError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT}")
+        if audio_path is not None:
+            path = Path(audio_path).expanduser().resolve()
+            if not path.is_file():
+                raise UserError(f"{audio_path}: no such audio file")
+            limit = self.settings.voice.max_audio_mb * 1024 * 1024
+            if path.stat().st_size > limit:
+                raise UserError(f"{audio_path}: larger than voice.max_audio_mb ({self.settings.voice.max_audio_mb:g} MB)")
+            audio_path = str(path)
+        vr_id = _new_id("vr")
+        now = time.time()
+        vr = VoiceRequest(id=vr_id, call_id=call_id, process_id=vr_id, input_text=text, audio_path=audio_path,
+                          created_at=now, updated_at=now)
+        process = Process(id=vr_id, kind="voice", priority=Priority.HIGH, max_attempts=3,
+                          spec={"voice_request": vr_id, "call_id": call_id})
+        extra = WriteBatch(calls={call_id: Call(call_id, now, now)}, voice_requests={vr_id: vr})
+        await self.engine.load(Workflow(source=f"voice request for call {call_id}", processes=[process]), extra)
+        return vr
+
+    # -- transfers -----------------------------------------------------------------------------------
+
+    async def create_transfer(self, call_id: str, from_agent: str, to_agent: str) -> Transfer:
+        _check_id(call_id, "call")
+        for name, value in (("from", from_agent), ("to", to_agent)):
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise UserError(f"the {name} agent must be a name of 1 to 200 characters")
+        if from_agent.strip() == to_agent.strip():
+            raise UserError("a transfer needs two different agents")
+        if await self.store.get_call(call_id, turns=0) is None:
+            raise UserError(f"no call {call_id!r}")
+        tr_id = _new_id("tr")
+        now = time.time()
+        transfer = Transfer(id=tr_id, call_id=call_id, process_id=tr_id, from_agent=from_agent.strip(),
+                            to_agent=to_agent.strip(), created_at=now, updated_at=now)
+        process = Process(id=tr_id, kind="transfer", priority=Priority.HIGH, max_attempts=3,
+                          spec={"transfer": tr_id, "call_id": call_id})
+        # wait for what the caller said in requests still in flight, so the summary has it
+        percent = self.settings.transfer.wait_for_voice_percent
+        deps = []
+        for vr in await self.store.voice_requests(call_id=call_id, limit=1000):
+            p = self.engine.processes.get(vr.process_id)
+            if p is not None and p.state not in _SETTLED_VOICE:
+                deps.append(Dependency(tr_id, p.id, DependencyType.DATA, percent))
+        self.transfers[tr_id] = transfer
+        extra = WriteBatch(transfers={tr_id: transfer}, calls={call_id: Call(call_id, now, now)})
+        try:
+            await self.engine.load(Workflow(source=f"transfer of call {call_id}", processes=[process],
+                                            dependencies=deps), extra)
+        except BaseException:
+            self.transfers.pop(tr_id, None)
+            raise
+        return transfer
+
+    async def _transfer(self, transfer_id: str) -> Transfer:
+        _check_id(transfer_id, "transfer")
+        live = self.transfers.get(transfer_id)  # transfer ids are their process ids
+        if live is not None:
+            return live
+        stored = await self.store.get_transfer(transfer_id)
+        if stored is None:
+            raise UserError(f"no transfer {transfer_id!r}")
+        return stored
+
+    async def complete_transfer(self, transfer_id: str) -> Transfer:
+        t = await self._transfer(transfer_id)
+        if t.status is not TransferStatus.READY:
+            raise UserError(f"transfer {t.id} is {t.status.value}; only a ready transfer can be completed")
+        now = time.time()
+        t.status, t.updated_at, t.completed_at = TransferStatus.COMPLETED, now, now
+        self.transfers.pop(t.process_id, None)
+        b = WriteBatch(transfers={t.id: t}, calls={t.call_id: Call(t.call_id, now, now)},
+                       turns=[Turn(t.call_id, "system", f"call transferred from {t.from_agent} to {t.to_agent}",
+                                   now, t.process_id)])
+        b.events.append(self.engine.new_event(t.process_id, "transfer", f"transfer {t.id} completed",
+                                           {"status": t.status.value}))
+        await self.engine.commit(b)
+        return t
+
+    async def cancel_transfer(self, transfer_id: str) -> Transfer:
+        t = await self._transfer(transfer_id)
+        if t.status in TRANSFER_FINAL:
+            raise UserError(f"transfer {t.id} is already {t.status.value}")
+        p = self.engine.processes.get(t.process_id)
+        if p is not None and p.state not in (State.COMPLETED, State.CANCELLED, State.FAILED):
+            await self.engine.cancel(p.id)  # the state hook marks the transfer cancelled
+            if t.status is TransferStatus.CANCELLED:
+                return t
+        now = time.time()
+        t.status, t.updated_at, t.reason = TransferStatus.CANCELLED, now, "cancelled by an operator"
+        self.transfers.pop(t.process_id, None)
+        b = WriteBatch(transfers={t.id: t})
+        b.events.append(self.engine.new_event(t.process_id, "transfer", f"transfer {t.id} cancelled",
+                                           {"status": t.status.value}))
+        await self.engine.commit(b)
+        return t
+
+    def on_transfer_state(self, p: Process, previous: State, b: WriteBatch) -> None:
+        """Keep the transfer's status in step with its process, in the same transaction."""
+        t = self.transfers.get(p.id)
+        if t is None:
+            return
+        if p.state is State.FAILED:
+            t.status, t.reason = TransferStatus.FAILED, p.reason
+        elif p.state is State.CANCELLED:
+            t.status, t.reason = TransferStatus.CANCELLED, "cancelled by an operator"
+        elif p.state in (State.BLOCKED, State.WAITING, State.INTERRUPTED):
+            t.reason = p.reason or (p.interruption.message if p.interruption else None)
+        elif p.state in (State.QUEUED, State.RUNNING):
+            t.reason = None
+        else:
+            return
+        t.updated_at = time.time()
+        if t.status in TRANSFER_FINAL:
+            self.transfers.pop(p.id, None)
+        b.transfers[t.id] = t
+
+    # -- commands from other processes (CLI) --------------------------------------------------------
+
+    def install(self) -> None:
+        self.engine.services[SERVICE] = self
+        self.engine.start_hooks.append(self.start)
+        self.engine.state_hooks["transfer"] = self.on_transfer_state
+        commands = self.engine.commands
+        commands["voice"] = self._voice_command
+        commands["transfer"] = self._transfer_command
+        commands["transfer.complete"] = lambda a: self._json(self.complete_transfer(a["id"]))
+        commands["transfer.cancel"] = lambda a: self._json(self.cancel_transfer(a["id"]))
+
+    async def _json(self, awaitable: Any) -> str:
+        return json.dumps((await awaitable).to_json())
+
+    async def _voice_command(self, a: dict[str, Any]) -> str:
+        return await self._json(self.create_voice_request(a.get("call_id"), a.get("text"), a.get("audio_path")))
+
+    async def _transfer_command(self, a: dict[str, Any]) -> str:
+        return await self._json(self.create_transfer(a.get("call_id"), a.get("from_agent"), a.get("to_agent")))
+
+
+def call_center(engine: Orchestrator) -> CallCenter:
+    center = engine.services.get(SERVICE)
+    if center is None:
+        raise RuntimeError("the call centre is not installed on this engine")
+    return center

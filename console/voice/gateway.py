@@ -1,0 +1,233 @@
+"""One shared AsyncGroq client for all voice work, with a concurrency limit, and the mapping
+from Groq's errors to the engine's outcomes.
+
+The SDK's own retries are off (max_retries=0): the engine retries instead, so a rate-limited
+request waits visibly in the queue ("retry at …") without holding a slot, and a retry-after
+longer than the SDK's 60 s cap is still honoured. `groq` is imported on first use only, so
+the headless path does not pay for it."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from console.model import Interrupted, InterruptionType, PermanentFailure
+from console.settings import Settings
+
+if TYPE_CHECKING:
+    from groq import AsyncGroq
+
+NO_KEY_MESSAGE = "no Groq API key configured: set GROQ_API_KEY, then resume"
+
+
+@dataclass
+class ProviderState:
+    """What the status bar shows: online, no key, rate limited until …, unreachable, key rejected."""
+
+    status: str = "unknown"
+    until: float | None = None
+    message: str = ""
+    changed_at: float = field(default_factory=time.time)
+
+    def describe(self) -> str:
+        if self.status == "rate limited" and self.until:
+            return f"rate limited until {time.strftime('%H:%M:%S', time.localtime(self.until))}"
+        return self.status
+
+
+@dataclass
+class ChatResult:
+    content: str
+    usage: dict[str, int]
+    ms: float
+    model: str
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _api_message(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(e, "message", "") or e)
+
+
+def classify(e: BaseException, timeout_s: float) -> Exception:
+    """Map an SDK exception to Interrupted (resumable) or PermanentFailure."""
+    import groq
+
+    if isinstance(e, groq.RateLimitError):
+        wait = retry_after(e.response.headers)
+        retry_at = time.time() + wait if wait is not None else None
+        return Interrupted("rate limited by Groq" + (f" (retry after {wait:g} s)" if wait is not None else ""),
+                           InterruptionType.RATE_LIMITED, retry_at=retry_at)
+    if isinstance(e, (groq.AuthenticationError, groq.PermissionDeniedError)):
+        return PermanentFailure(f"Groq rejected the API key (HTTP {e.status_code}): "
+                                "set a valid GROQ_API_KEY and resume")
+    if isinstance(e, groq.APITimeoutError):  # a subclass of APIConnectionError: first
+        return Interrupted(f"Groq did not answer within {timeout_s:g} s", InterruptionType.TRANSIENT)
+    if isinstance(e, groq.APIConnectionError):
+        return Interrupted(f"cannot reach Groq: {e.__cause__ or e}", InterruptionType.TRANSIENT)
+    if isinstance(e, groq.APIStatusError):
+        if e.status_code >= 500 or e.status_code in (408, 409):
+            return Interrupted(f"Groq error {e.status_code}: {_api_message(e)}", InterruptionType.TRANSIENT)
+        return PermanentFailure(f"Groq refused the request (HTTP {e.status_code}): {_api_message(e)}")
+    # A 200 whose body is not what the API promises (not JSON, missing fields): retried as an
+    # error, so it ends as `failed` after max_attempts instead of looping for ever.
+    return Interrupted(f"malformed answer from Groq: {type(e).__name__}: {e}", InterruptionType.ERROR)
+
+
+class GroqGateway:
+    def __init__(self, settings: Settings, on_state: Callable[[ProviderState], None] | None = None):
+        self._settings = settings
+        key = settings.groq_api_key.get_secret_value() if settings.groq_api_key else None
+        self._key: str | None = key or None
+        self._client: AsyncGroq | None = None
+        self._limit = asyncio.Semaphore(settings.groq.concurrency)
+        self._on_state = on_state
+        self.state = ProviderState("online" if self._key else "no key")
+        self.in_flight = 0
+
+    @property
+    def available(self) -> bool:
+        return self._key is not None
+
+    async def set_api_key(self, key: str | None) -> None:
+        """Replace the key (kept in memory only); the next request uses a new client."""
+        old, self._client = self._client, None
+        self._key = key or None
+        self._set_state("online" if self._key else "no key")
+        if old is not None:
+            await old.close()
+
+    def _set_state(self, status: str, until: float | None = None, message: str = "") -> None:
+        if (status, until) == (self.state.status, self.state.until):
+            return
+        self.state = ProviderState(status, until, message)
+        if self._on_state is not None:
+            self._on_state(self.state)
+
+    def _make_client(self) -> AsyncGroq:
+        from groq import AsyncGroq, DefaultAioHttpClient
+
+        cfg = self._settings.groq
+        http_client = DefaultAioHttpClient() if cfg.transport == "aiohttp" else None
+        return AsyncGroq(api_key=self._key, base_url=self._settings.groq_base_url or None,
+                         timeout=cfg.timeout_s, max_retries=0, http_client=http_client)
+
+    async def _call(self, fn: Callable[[AsyncGroq], Any]) -> tuple[Any, float]:
+        if self._key is None:
+            self._set_state("no key")
+            raise Interrupted(NO_KEY_MESSAGE, InterruptionType.NO_PROVIDER)
+        if self._client is None:
+            self._client = self._make_client()
+        async with self._limit:
+            self.in_flight += 1
+            t0 = time.perf_counter()
+            try:
+                result = await fn(self._client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - every SDK error becomes an outcome
+                mapped = classify(e, self._settings.groq.timeout_s)
+                if isinstance(mapped, Interrupted) and mapped.type is InterruptionType.RATE_LIMITED:
+                    self._set_state("rate limited", mapped.retry_at)
+                elif isinstance(mapped, PermanentFailure) and "API key" in str(mapped):
+                    self._set_state("key rejected")
+                elif isinstance(mapped, Interrupted) and mapped.type is InterruptionType.TRANSIENT:
+                    self._set_state("unreachable", message=mapped.message)
+                raise mapped from None
+            finally:
+                self.in_flight -= 1
+            self._set_state("online")
+            return result, (time.perf_counter() - t0) * 1000
+
+    async def chat(self, messages: list[dict[str, str]], model: str, json_mode: bool = False) -> ChatResult:
+        async def go(client: AsyncGroq) -> Any:
+            kwargs: dict[str, Any] = {}
+            if json_mode:
+                kwargs["response_format"] = {"type": "json_object"}
+            return await client.chat.completions.create(model=model, messages=messages, **kwargs)
+
+        completion, ms = await self._call(go)
+        try:
+            content = completion.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as e:
+            raise Interrupted(f"malformed answer from Groq: {e}", InterruptionType.ERROR) from None
+        usage = {}
+        if getattr(completion, "usage", None) is not None:
+            usage = {"prompt_tokens": completion.usage.prompt_tokens or 0,
+                     "completion_tokens": completion.usage.completion_tokens or 0}
+        return ChatResult(content, usage, ms, getattr(completion, "model", model) or model)
+
+    async def transcribe(self, audio: bytes, filename: str, model: str) -> tuple[str, float]:
+        async def go(client: AsyncGroq) -> Any:
+            return await client.audio.transcriptions.create(model=model, file=(filename, audio))
+
+        result, ms = await self._call(go)
+        text = getattr(result, "text", None)
+        if not isinstance(text, str):
+            raise Interrupted("malformed answer from Groq: no transcript text", InterruptionType.ERROR)
+        return text, ms
+
+    async def speak(self, text: str, model: str, voice: str) -> tuple[bytes, float]:
+        async def go(client: AsyncGroq) -> bytes:
+            response = await client.audio.speech.create(model=model, voice=voice, input=text,
+                                                        response_format="wav")
+            return await response.read()
+
+        return await self._call(go)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text` (models sometimes wrap it in prose or code fences)."""
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, dict) else None
+    except (json.JSONDecodeError, TypeError):
+        pass
+    start = text.find("{") if isinstance(text, str) else -1
+    while start != -1:
+        depth = 0
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        value = json.loads(text[start:i + 1])
+                        return value if isinstance(value, dict) else None
+                    except json.JSONDecodeError:
+                        break
+        start = text.find("{", start + 1)
+    return None
