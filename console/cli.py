@@ -266,7 +266,11 @@ def _show_transfer(r: dict) -> str:
 
 
 def cmd_voice(args: argparse.Namespace) -> int:
-    payload = {"call_id": args.call, "text": args.text, "audio_path": args.audio}
+    from console.voice.center import check_voice_input
+
+    settings = _settings(args)
+    text, audio = check_voice_input(args.call, args.text, args.audio, settings.voice.max_audio_mb)
+    payload = {"call_id": args.call, "text": text, "audio_path": audio}
     return _work(args, "voice", payload, _show_voice)
 
 
@@ -281,6 +285,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                if not value]
     if missing:
         raise UserError(f"transfer needs {', '.join(missing)} (or: transfer complete|cancel ID)")
+    from console.voice.center import check_transfer_input
+
+    check_transfer_input(args.call, args.from_agent, args.to_agent)
     payload = {"call_id": args.call, "from_agent": args.from_agent, "to_agent": args.to_agent}
     return _work(args, "transfer", payload, _show_transfer)
 

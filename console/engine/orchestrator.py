@@ -88,6 +88,9 @@ class _Work:
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "cancel" | "shutdown"
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # outcome committed
+    # writes that must be committed before the work starts (its registration, the
+    # completion of what it depends on), but not its own `running` row
+    barrier: Any = None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -283,16 +286,20 @@ class Orchestrator:
 
     async def _dispatch_once(self) -> None:
         b = WriteBatch()
+        barrier = self.store.barrier()
         self._fire_due_timers(b)
         started: list[_Work] = []
         while len(self._running) < self.config.max_concurrent:
             pid = self._ready.pop_best(self._fits)
             if pid is None:
                 break
-            started.append(self._start_run(self.processes[pid], b))
+            work = self._start_run(self.processes[pid], b)
+            work.barrier = barrier
+            started.append(work)
         self._arm_timer()
-        # The work starts now; `running` is announced once committed. Starting before the
-        # commit is safe: a crash in between leaves the process queued, so it simply runs again.
+        # The work starts once what it was placed on is committed (its registration, its
+        # dependency's completion), without waiting for its own `running` row: a crash in
+        # between leaves it queued, so it simply runs again. `running` is announced once committed.
         for w in started:
             w.task = asyncio.create_task(self._run(w), name=f"run:{w.process.id}")
         if self._is_idle():
@@ -510,6 +517,8 @@ class Orchestrator:
         outcome: str
         detail: Any = None
         try:
+            if w.barrier is not None:
+                await asyncio.shield(w.barrier)
             if w.stop_reason is not None:  # cancelled or stopped before it began
                 raise asyncio.CancelledError
             kind = kinds.get(p.kind)
@@ -566,6 +575,8 @@ class Orchestrator:
             self._set(p, State.INTERRUPTED, None, b)
             self._request(p, RequestSource.SHUTDOWN, b)
             return
+        if outcome == "interrupted" and detail.type is InterruptionType.ERROR:
+            outcome, detail = "error", detail.message  # an error, whoever reports it, uses up attempts
         if outcome == "failed":
             p.metrics.resumes_failed += 1
             p.metrics.resume_seconds_total += elapsed

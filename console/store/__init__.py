@@ -7,7 +7,7 @@ WAL) is the embedded default. A PostgreSQL adapter would implement the same Prot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from console.model import (
     Call,
@@ -103,6 +103,9 @@ class Store(Protocol):
     # writes
     async def write(self, batch: WriteBatch) -> None:
         """Commit `batch`; concurrent calls are grouped into one transaction."""
+
+    def barrier(self) -> Awaitable[None] | None:
+        """Done once every write submitted so far is committed; None if all are already."""
 
     # ownership
     async def acquire_lease(

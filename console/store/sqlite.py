@@ -137,6 +137,7 @@ class SqliteStore:
         self._db: aiosqlite.Connection | None = None
         self._pending = WriteBatch()
         self._pending_done: asyncio.Future[None] | None = None
+        self._inflight_done: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written by the group committer (for tests and benchmarks)
 
@@ -217,10 +218,17 @@ class SqliteStore:
         # Shielded: a waiter being cancelled must not cancel the commit others wait for.
         await asyncio.shield(done)
 
+    def barrier(self) -> asyncio.Future[None] | None:
+        """A future done once every write submitted so far is committed; None if all are.
+        (Batches commit in order, so the newest one stands for all before it.)"""
+        future = self._pending_done or self._inflight_done
+        return None if future is None or future.done() else future
+
     async def _flush_loop(self) -> None:
         while not self._pending.empty():
             batch, done = self._pending, self._pending_done
             self._pending, self._pending_done = WriteBatch(), None
+            self._inflight_done = done
             try:
                 await self._apply(batch)
             except BaseException as e:  # noqa: BLE001 - handed to every waiter

@@ -48,6 +48,37 @@ def _check_id(value: Any, what: str) -> str:
     return value
 
 
+def check_voice_input(call_id: Any, text: str | None, audio_path: str | None,
+                      max_audio_mb: float) -> tuple[str | None, str | None]:
+    """Checks a voice request's input (before anything is written); returns (text, audio path)."""
+    _check_id(call_id, "call")
+    if (text is None) == (audio_path is None):
+        raise UserError("give the caller's words as text or as an audio file (exactly one)")
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
+            raise UserError("the text is empty")
+        text = text.strip()
+        if len(text) > MAX_TEXT:
+            raise UserError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT}")
+    if audio_path is not None:
+        path = Path(audio_path).expanduser().resolve()
+        if not path.is_file():
+            raise UserError(f"{audio_path}: no such audio file")
+        if path.stat().st_size > max_audio_mb * 1024 * 1024:
+            raise UserError(f"{audio_path}: larger than voice.max_audio_mb ({max_audio_mb:g} MB)")
+        audio_path = str(path)
+    return text, audio_path
+
+
+def check_transfer_input(call_id: Any, from_agent: Any, to_agent: Any) -> None:
+    _check_id(call_id, "call")
+    for name, value in (("from", from_agent), ("to", to_agent)):
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            raise UserError(f"the {name} agent must be a name of 1 to 200 characters")
+    if from_agent.strip() == to_agent.strip():
+        raise UserError("a transfer needs two different agents")
+
+
 class CallCenter:
     def __init__(self, orchestrator: Orchestrator):
         self.engine = orchestrator
@@ -72,23 +103,7 @@ class CallCenter:
 
     async def create_voice_request(self, call_id: str, text: str | None = None,
                                    audio_path: str | None = None) -> VoiceRequest:
-        _check_id(call_id, "call")
-        if (text is None) == (audio_path is None):
-            raise UserError("give the caller's words as text or as an audio file (exactly one)")
-        if text is not None:
-            text = text.strip()
-            if not text:
-                raise UserError("the text is empty")
-            if len(text) > MAX_TEXT:
-                raise UserError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT}")
-        if audio_path is not None:
-            path = Path(audio_path).expanduser().resolve()
-            if not path.is_file():
-                raise UserError(f"{audio_path}: no such audio file")
-            limit = self.settings.voice.max_audio_mb * 1024 * 1024
-            if path.stat().st_size > limit:
-                raise UserError(f"{audio_path}: larger than voice.max_audio_mb ({self.settings.voice.max_audio_mb:g} MB)")
-            audio_path = str(path)
+        text, audio_path = check_voice_input(call_id, text, audio_path, self.settings.voice.max_audio_mb)
         vr_id = _new_id("vr")
         now = time.time()
         vr = VoiceRequest(id=vr_id, call_id=call_id, process_id=vr_id, input_text=text, audio_path=audio_path,
@@ -102,12 +117,7 @@ class CallCenter:
     # -- transfers -----------------------------------------------------------------------------------
 
     async def create_transfer(self, call_id: str, from_agent: str, to_agent: str) -> Transfer:
-        _check_id(call_id, "call")
-        for name, value in (("from", from_agent), ("to", to_agent)):
-            if not isinstance(value, str) or not value.strip() or len(value) > 200:
-                raise UserError(f"the {name} agent must be a name of 1 to 200 characters")
-        if from_agent.strip() == to_agent.strip():
-            raise UserError("a transfer needs two different agents")
+        check_transfer_input(call_id, from_agent, to_agent)
         if await self.store.get_call(call_id, turns=0) is None:
             raise UserError(f"no call {call_id!r}")
         tr_id = _new_id("tr")

@@ -89,6 +89,11 @@ def classify(e: BaseException, timeout_s: float) -> Exception:
         return PermanentFailure(f"Groq rejected the API key (HTTP {e.status_code}): "
                                 "set a valid GROQ_API_KEY and resume")
     if isinstance(e, groq.APITimeoutError):  # a subclass of APIConnectionError: first
+        import httpx
+
+        # the aiohttp transport reports a refused connection as a connect time-out
+        if isinstance(e.__cause__, httpx.ConnectTimeout):
+            return Interrupted(f"cannot reach Groq: {e.__cause__}", InterruptionType.TRANSIENT)
         return Interrupted(f"Groq did not answer within {timeout_s:g} s", InterruptionType.TRANSIENT)
     if isinstance(e, groq.APIConnectionError):
         return Interrupted(f"cannot reach Groq: {e.__cause__ or e}", InterruptionType.TRANSIENT)
@@ -132,10 +137,15 @@ class GroqGateway:
             self._on_state(self.state)
 
     def _make_client(self) -> AsyncGroq:
-        from groq import AsyncGroq, DefaultAioHttpClient
+        import httpx
+        from groq import AsyncGroq, DefaultAioHttpClient, DefaultAsyncHttpxClient
 
         cfg = self._settings.groq
-        http_client = DefaultAioHttpClient() if cfg.transport == "aiohttp" else None
+        # The pool holds as many connections as we allow requests in flight (the SDK's
+        # default caps at 100), all kept alive for reuse.
+        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+        client_class = DefaultAioHttpClient if cfg.transport == "aiohttp" else DefaultAsyncHttpxClient
+        http_client = client_class(limits=limits)
         return AsyncGroq(api_key=self._key, base_url=self._settings.groq_base_url or None,
                          timeout=cfg.timeout_s, max_retries=0, http_client=http_client)
 
@@ -200,7 +210,10 @@ class GroqGateway:
                                                         response_format="wav")
             return await response.read()
 
-        return await self._call(go)
+        audio, ms = await self._call(go)
+        if not audio.startswith(b"RIFF"):  # the SDK passes any body through as bytes
+            raise Interrupted("malformed answer from Groq: the speech is not a WAV file", InterruptionType.ERROR)
+        return audio, ms
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -21,7 +21,7 @@ SYSTEM_PROMPT = (
 _POSITIVE = {"thanks", "thank", "great", "good", "perfect", "happy", "appreciate", "lovely", "excellent", "helpful"}
 _NEGATIVE = {"angry", "frustrated", "annoyed", "terrible", "awful", "unacceptable", "cancel", "complaint",
              "wrong", "broken", "again", "still", "worst", "ridiculous", "upset", "disappointed", "refund"}
-_NAME = re.compile(r"\b(?:my name is|this is|i am|i'm)\s+([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")
+_NAME = re.compile(r"\b(?i:my name is|this is|i am|i'm)\s+([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -91,11 +91,13 @@ def from_llm(content: str, fallback: dict[str, Any]) -> tuple[dict[str, Any], st
         value = lowered.get(key)
         if key == "steps_taken":
             if isinstance(value, str):
-                value = [value]
-            value = [_text(v) for v in value] if isinstance(value, list) else None
+                value = [value] if value.strip() else []
+            value = [_text(v) for v in value if _text(v)] if isinstance(value, list) else None
+            missing = value is None  # an empty list is an answer: nothing tried yet
         else:
             value = _text(value) or None
-        if not value:
+            missing = value is None
+        if missing:
             complete = False
             value = fallback[key]
         summary[key] = value
