@@ -17,7 +17,7 @@ import wave
 import groq
 import pytest
 
-from groqsim import DEFAULT_TRANSCRIPT, GroqSim, wav_bytes
+from console.bench.groqsim import DEFAULT_TRANSCRIPT, GroqSim, wav_bytes
 
 KEY = "gsk_groqsim_test_key"
 MODEL = "llama-3.1-8b-instant"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -154,6 +155,7 @@ class GroqGateway:
             self._set_state("no key")
             raise Interrupted(NO_KEY_MESSAGE, InterruptionType.NO_PROVIDER)
         if self._client is None:
+            await _import_groq()
             self._client = self._make_client()
         async with self._limit:
             self.in_flight += 1
@@ -219,6 +221,26 @@ class GroqGateway:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+_import_lock: asyncio.Lock | None = None
+_groq_imported = False
+
+
+async def _import_groq() -> None:
+    """Import the SDK (~0.3 s of module loading) in a worker thread the first time, so the
+    loop keeps running meanwhile; the headless path never pays for it unless voice work runs.
+    A flag, not `sys.modules`, says when it is done: the module shows up there half-built
+    while the thread is still importing, and touching it then would block on the import lock."""
+    global _import_lock, _groq_imported
+    if _groq_imported:
+        return
+    if _import_lock is None:
+        _import_lock = asyncio.Lock()
+    async with _import_lock:
+        if not _groq_imported:
+            await asyncio.to_thread(importlib.import_module, "groq")
+            _groq_imported = True
 
 
 def json_object(text: str) -> dict[str, Any] | None:

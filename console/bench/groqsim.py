@@ -5,7 +5,7 @@ The real `groq` SDK talks to it over real HTTP:
     sim = GroqSim(key="k").start()
     client = groq.AsyncGroq(api_key="k", base_url=sim.base_url, max_retries=0)
 
-Run on its own: `python tests/groqsim.py --port 0 [--key KEY]` prints one line `PORT <n>` once
+Run on its own: `python -m console.bench.groqsim --port 0 [--key KEY]` prints one line `PORT <n>` once
 it listens, then serves until SIGTERM/SIGINT. `GroqSim` runs it as a subprocess, so the server
 shares neither the event loop nor the GIL with the code under test.
 
