@@ -26,8 +26,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="switchboard", description="Terminal operations console for voice-AI operations.")
+    parser = _Parser(prog="switchboard", description="Terminal operations console for voice-AI operations. "
+                     "Without a command: the console.")
+    _common(parser)
+    _console_flags(parser)
+    parser.set_defaults(func=cmd_console)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the console on a fresh demo database: the demo workflow and sample calls")
+    _common(p)
+    _console_flags(p)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run the orchestrator headless; events as JSON lines on stdout")
     _common(p)
@@ -92,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_transfers)
     return parser
+
+
+def _console_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
+    p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
 
 
 def _waiting(p: argparse.ArgumentParser) -> None:
@@ -411,12 +425,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, go))
 
 
+def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
+    import logging
+
+    from console.tui.themes import ThemeError
+
+    settings = settings or _settings(args)
+    _ensure_data_dir(settings)
+    if not settings.db_path.parent.is_dir():
+        raise UserError(f"{settings.db_path.parent}: the database's folder does not exist")
+    log_path = settings.resolved_data_dir / "switchboard.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # the console owns the terminal: logs go to a file
+    logging.basicConfig(filename=log_path, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from console.tui.app import SwitchboardApp
+
+    try:
+        app = SwitchboardApp(settings, read_only=args.read_only, theme=args.theme, log_path=log_path,
+                             prepare=prepare)
+    except ThemeError as e:
+        raise UserError(str(e)) from None
+    app.run()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from console.demo.seed import demo_settings, seed
+
+    settings = demo_settings(_settings(args), args.db)
+    return cmd_console(args, prepare=seed, settings=settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
     try:
         return args.func(args)
     except UserError as e:

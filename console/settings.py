@@ -108,6 +108,12 @@ class TransferSettings(_Section):
     wait_for_voice_percent: float = Field(50.0, gt=0, le=100)
 
 
+class TuiSettings(_Section):
+    theme: str = "switchboard-dark"
+    # binding id -> keys, e.g. { resume = "ctrl+r" } (see `?` in the console for the ids)
+    keymap: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHBOARD_",
@@ -124,6 +130,7 @@ class Settings(BaseSettings):
     groq: GroqSettings = Field(default_factory=GroqSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     transfer: TransferSettings = Field(default_factory=TransferSettings)
+    tui: TuiSettings = Field(default_factory=TuiSettings)
     # The Groq SDK's own variables. The key is a secret: never printed, logged or stored.
     groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY", "groq_api_key"))
     groq_base_url: str | None = Field(None, validation_alias=AliasChoices("GROQ_BASE_URL", "groq_base_url"))
@@ -161,7 +168,7 @@ def _check_toml(path: Path) -> None:
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
     sections = {"engine": EngineSettings, "store": StoreSettings, "groq": GroqSettings,
-                "voice": VoiceSettings, "transfer": TransferSettings}
+                "voice": VoiceSettings, "transfer": TransferSettings, "tui": TuiSettings}
     for key, value in data.items():
         if key == "groq_api_key":
             raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "

@@ -43,6 +43,15 @@ CHUNKS = 5  # training chunks: one model snapshot (and 20 % progress) per chunk
 # -- shared files --------------------------------------------------------------------------------
 
 
+async def _report(ctx: RunContext, progress: float | None = None, **kwargs: Any) -> None:
+    """ctx.report, then a pause of `args.pace_s` (0 by default): the console's demo sets one
+    so a person can watch the night go by; headless runs stay fast."""
+    await ctx.report(progress, **kwargs)
+    pace = float(ctx.args.get("pace_s", 0))
+    if pace:
+        await asyncio.sleep(pace)
+
+
 def _shared(ctx: RunContext) -> Path:
     """The pipeline's folder, next to the per-process work folders (which nobody else sees)."""
     folder = ctx.workdir.parent / str(ctx.args.get("shared", "nightly"))
@@ -355,7 +364,7 @@ async def ingest(ctx: RunContext) -> None:
         done = i + 1
         if done % every == 0 or done == total:
             # The files before `written` are on disk: a resume starts after them.
-            await ctx.report(100 * done / total, checkpoint={"written": done, "intents": dict(intents)})
+            await _report(ctx, 100 * done / total, checkpoint={"written": done, "intents": dict(intents)})
         elif done % 5 == 0:
             await asyncio.sleep(0)  # a call is ~0.1-0.2 ms to make and write: yield every five
     _write_json(folder / "calls.json", {
@@ -395,7 +404,7 @@ async def transcribe(ctx: RunContext) -> None:
             done += 1
             if done % batch == 0 or done == total:
                 out.flush()  # the lines reach the file before the checkpoint says they did
-                await ctx.report(100 * done / total,
+                await _report(ctx, 100 * done / total,
                                  checkpoint={"done": done, "bytes": out.tell(), "words": words, "audio_s": audio_s})
                 if ctx.attempt == 1 and start < total // 2 <= done < total:
                     raise Interrupted("speech service unavailable (demo)", "transient")
@@ -427,7 +436,7 @@ async def redact(ctx: RunContext) -> None:
             done += 1
             if done % batch == 0 or done == total:
                 out.flush()
-                await ctx.report(100 * done / total, checkpoint={"done": done, "bytes": out.tell(),
+                await _report(ctx, 100 * done / total, checkpoint={"done": done, "bytes": out.tell(),
                                                                  "phones": phones, "emails": emails})
             elif done % 10 == 0:
                 await asyncio.sleep(0)
@@ -465,7 +474,7 @@ async def train(ctx: RunContext) -> None:
         text = json.dumps(model, separators=(",", ":"), sort_keys=True)  # serialised once, written twice
         _write_text(folder / name, text)
         _write_text(folder / "model-latest.json", text)  # what `evaluate` picks up at 80 %
-        await ctx.report(100 * (k + 1) / CHUNKS, checkpoint={"chunk": k + 1, "snapshot": name})
+        await _report(ctx, 100 * (k + 1) / CHUNKS, checkpoint={"chunk": k + 1, "snapshot": name})
     vocab = vocabulary(model)
     ctx.log(f"model trained on {sum(model['docs'].values())} calls, vocabulary {vocab} words")
 
@@ -492,7 +501,7 @@ async def evaluate(ctx: RunContext) -> None:
         confusion[record["intent"]][predict(model, tokens(caller_text(record)), vocab)] += 1
         done += 1
         if done % batch == 0 or done == len(test):
-            await ctx.report(95 * done / len(test), checkpoint={"snapshot": snapshot, "done": done,
+            await _report(ctx, 95 * done / len(test), checkpoint={"snapshot": snapshot, "done": done,
                                                                 "confusion": confusion})
         elif done % 4 == 0:
             await asyncio.sleep(0)
@@ -509,7 +518,7 @@ async def evaluate(ctx: RunContext) -> None:
               "accuracy": round(correct / len(test), 4) if test else None,
               "per_intent": per_intent, "confusion": confusion}
     _write_json(folder / "eval.json", result)
-    await ctx.report(100)
+    await _report(ctx, 100)
     ctx.log(f"accuracy {correct}/{len(test)} = {result['accuracy']:.1%}" if test else "no held-out calls")
 
 
@@ -530,12 +539,12 @@ async def report(ctx: RunContext) -> None:
             # `report` waits for `evaluate` only, so training may still be on its last chunk.
             "model_chunk_at_report": _read_json(folder / "model-latest.json")["chunk"],
         }
-        await ctx.report(40, checkpoint={"summary": summary, "stage": "gathered"})
+        await _report(ctx, 40, checkpoint={"summary": summary, "stage": "gathered"})
     if cp.get("stage") not in ("json", "done"):
         _write_json(folder / "report.json", summary)
-        await ctx.report(70, checkpoint={"summary": summary, "stage": "json"})
+        await _report(ctx, 70, checkpoint={"summary": summary, "stage": "json"})
     (folder / "report.md").write_text(_markdown(summary), encoding="utf-8")
-    await ctx.report(100, checkpoint={"summary": summary, "stage": "done"})
+    await _report(ctx, 100, checkpoint={"summary": summary, "stage": "done"})
     ctx.log(f"report written to {folder / 'report.md'}")
 
 

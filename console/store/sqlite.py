@@ -365,6 +365,11 @@ class SqliteStore:
         rows = await self._require().execute_fetchall(sql, (*args, limit))
         return [_event_from(r) for r in reversed(rows)]
 
+    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
+        rows = await self._require().execute_fetchall(
+            "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        return [_event_from(r) for r in rows]
+
     async def count_events(self, types: list[str], since: float) -> dict[str, int]:
         marks = ", ".join("?" for _ in types)
         rows = await self._require().execute_fetchall(

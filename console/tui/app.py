@@ -1,0 +1,743 @@
+"""The Textual console. It hosts the orchestrator on the app's own loop (or observes another
+owner through the store), shows the engine's events live, and acts with the keyboard.
+
+Updates are coalesced: engine events only mark panes dirty; one refresh at most every
+`REFRESH_S` rebuilds what changed, and each list renders only its visible lines."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Sparkline, Static
+
+from console.model import Event, Process, State, UserError
+from console.settings import Settings
+from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
+from console.tui.source import LiveSource, Source, StoreSource
+from console.tui.widgets import Column, RowList, StatusBar, cell, clean, literal, progress_bar
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 0.1  # at most ten repaints a second, however many events arrive
+EVENTS_KEPT = 10_000
+STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
+STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its base colours
+    "running": "primary", "queued": "foreground", "waiting": "secondary", "completed": "success",
+    "failed": "error", "interrupted": "warning", "cancelled": "foreground", "blocked": "error",
+    "pending": "foreground",
+}
+
+
+def _age(ts: float | None, now: float) -> str:
+    if not ts:
+        return "—"
+    s = max(0, int(now - ts))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class HeaderBar(Horizontal):
+    DEFAULT_CSS = """
+    HeaderBar { height: 1; dock: top; background: $panel; padding: 0 1; }
+    HeaderBar #counts { width: 1fr; height: 1; }
+    HeaderBar .spark-label { width: auto; height: 1; padding: 0 1; color: $text-muted; }
+    HeaderBar Sparkline { width: 20; height: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="counts")
+        yield Static("done/min", classes="spark-label")
+        yield Sparkline([0], id="completions")
+        yield Static("loop lag", classes="spark-label")
+        yield Sparkline([0], id="lag")
+
+
+class SwitchboardApp(App[None]):
+    TITLE = "Switchboard"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("r", "resume", "Resume", id="resume"),
+        Binding("R", "force_resume", "Force", id="force_resume"),
+        Binding("c", "cancel", "Cancel", id="cancel"),
+        Binding("enter", "details", "Details", id="details"),
+        Binding("n", "new_voice", "Voice", id="new_voice"),
+        Binding("t", "transfer", "Transfer", id="transfer"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("g", "toggle_graph", "Graph", id="toggle_graph"),
+        Binding("a", "toggle_all", "All", id="toggle_all", show=False),
+        Binding("tab", "focus_next", "Next pane", id="next_pane", show=False),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
+                 log_path: Path | None = None, clock: Any = time.time, prepare: Any = None):
+        super().__init__()
+        self.settings = settings
+        self.read_only = read_only
+        self.log_path = log_path
+        self.clock = clock  # fixed in snapshot tests
+        self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
+        self.source: Source | None = None
+        self.engine: Any = None
+        self.store: Any = None
+        self.provider = "unknown"
+        self.selected_id: str | None = None
+        self.selected_call: str | None = None
+        self.show_all = False
+        self.whole_graph = False
+        self.filters: dict[str, str] = {}
+        self._filter_target = "queue"
+        self._events: deque[Event] = deque(maxlen=EVENTS_KEPT)
+        self._dirty: set[str] = set()
+        self._refresh_timer: Any = None
+        self._lag_now = 0.0
+        self._lag_window: list[float] = []
+        self._lag_history: deque[float] = deque([0.0], maxlen=30)  # one point per 10 s
+        self._done_minutes: deque[int] = deque([0], maxlen=30)  # completions per minute
+        self._minute = int(time.time() // 60)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closed = False
+        from console.tui.themes import load_themes, register_themes, resolve_theme_name
+
+        themes, self.theme_errors = load_themes()
+        register_themes(self, themes)
+        self.theme = resolve_theme_name(theme or settings.tui.theme, self.available_themes)
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar()
+        with Horizontal(id="top"):
+            with Vertical(id="queue-pane", classes="pane"):
+                yield RowList([Column("PRI", 4), Column("PROCESS", 16), Column("KIND", 8), Column("STATE", 11),
+                               Column("WHY IT WAITS", 0), Column("TRY", 5), Column("AGE", 6)],
+                              self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue")
+            with Vertical(id="active-pane", classes="pane"):
+                yield RowList([Column("PROCESS", 0), Column("PROGRESS", 12), Column("STAGE", 8),
+                               Column("ELAPSED", 6), Column("POOLS", 6)],
+                              self._active_row, key=lambda p: p.id, empty="nothing running", id="active")
+        with Horizontal(id="middle"):
+            with Vertical(id="graph-pane", classes="pane"):
+                yield RowList([Column("DEPENDENCY GRAPH", 0), Column("EDGE", 16), Column("STATE", 11)],
+                              self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph")
+            with Vertical(id="calls-pane", classes="pane"):
+                yield RowList([Column("CALL / REQUEST / TRANSFER", 28), Column("STATUS", 12), Column("LATEST", 0)],
+                              self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls")
+        with Vertical(id="events-pane", classes="pane"):
+            yield RowList([Column("TIME", 8), Column("PROCESS", 24), Column("EVENT", 12), Column("MESSAGE", 0)],
+                          self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
+                          id="events")
+        yield Input(placeholder="filter the focused list (esc to close)", id="filter")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        titles = {"queue-pane": "Queue", "active-pane": "Active resumes", "graph-pane": "Dependencies",
+                  "calls-pane": "Calls & transfers", "events-pane": "Events"}
+        for pane_id, title in titles.items():
+            self.query_one(f"#{pane_id}").border_title = title
+        self.query_one("#filter", Input).display = False
+        if self.settings.tui.keymap:
+            self.set_keymap(self.settings.tui.keymap)
+        for message in self.theme_errors:
+            self.notify(message, title="theme", severity="warning")
+        self.query_one("#queue", RowList).focus()
+        self._tasks.append(asyncio.create_task(self._measure_lag()))
+        self.set_interval(1.0, self._tick)
+        self._start()
+
+    @work(exclusive=True, group="start")
+    async def _start(self) -> None:
+        from console.app import make_engine
+        from console.engine.orchestrator import OwnedElsewhere
+        from console.store import open_store
+
+        settings = self.settings
+        self.store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
+        await self.store.open()
+        owner = None
+        if not self.read_only:
+            engine = make_engine(self.store, settings, role="console")
+            engine.bus.subscribe(self._on_engine_event)
+            try:
+                await engine.start()
+            except OwnedElsewhere as owned:
+                owner = owned.holder
+            else:
+                self.engine = engine
+                self.source = LiveSource(engine)
+                self._events.extend(await self.store.events(limit=500))
+                from console.voice.center import call_center
+
+                self.provider = call_center(engine).gateway().state.describe()
+                if self.prepare is not None:
+                    await self.prepare(engine)
+        if self.source is None:
+            source = StoreSource(self.store, settings, owner, self.read_only)
+            await source.refresh()
+            self._events.extend(await source.new_events(first=True))
+            self.source = source
+            self.set_interval(0.5, self._poll_store)
+            self.provider = "handled by the owner" if owner else "not running"
+        self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
+        self._refresh()
+
+    async def _poll_store(self) -> None:
+        source = self.source
+        if not isinstance(source, StoreSource) or self._closed:
+            return
+        events = await source.new_events()
+        changed = await source.refresh()
+        if events:
+            self._events.extend(events)
+            self._dirty.add("events")
+        if changed or events:
+            self._dirty.update({"queue", "active", "graph", "calls", "header"})
+            self._schedule_refresh()
+
+    # -- engine events → coalesced refresh ----------------------------------------------------------
+
+    def _on_engine_event(self, event: Event) -> None:
+        if event.type == "provider":
+            self.provider = event.message
+            return
+        if event.type == "completed":
+            self._count_completion()
+        self._events.append(event)
+        self._dirty.add("events")
+        if event.type == "progress":
+            self._dirty.add("active")
+        elif event.type != "log":
+            self._dirty.update({"queue", "active", "graph", "header"})
+        p = self.engine.processes.get(event.process_id) if event.process_id and self.engine else None
+        if event.type == "transfer" or (p is not None and p.kind in ("voice", "transfer") and event.type != "log"):
+            self._dirty.add("calls")
+        self._schedule_refresh()
+
+    def _schedule_refresh(self) -> None:
+        if self._refresh_timer is None and not self._closed:
+            self._refresh_timer = self.set_timer(REFRESH_S, self._refresh)
+
+    def _refresh(self) -> None:
+        self._refresh_timer = None
+        if self.source is None or self._closed:
+            return
+        dirty, self._dirty = self._dirty, set()
+        if "queue" in dirty:
+            items = self.source.queue() + self.source.needs_operator()
+            if self.show_all:
+                items += [p for p in self.source.processes.values() if p.state is State.COMPLETED]
+            self._set("queue", self._filtered("queue", items, lambda p: f"{p.id} {p.kind} {p.state.value} {p.reason}"))
+        if "active" in dirty:
+            self._set("active", self.source.running())
+        if "graph" in dirty:
+            self._refresh_graph()
+        if "events" in dirty:
+            self._set("events", self._filtered("events", list(self._events),
+                                               lambda e: f"{e.process_id} {e.type} {e.message}"))
+        if "header" in dirty:
+            self._refresh_header()
+        if "calls" in dirty:
+            self._load_calls()
+
+    def _set(self, list_id: str, items: list[Any]) -> None:
+        self.query_one(f"#{list_id}", RowList).set_items(items)
+
+    def _filtered(self, name: str, items: list[Any], text: Any) -> list[Any]:
+        needle = self.filters.get(name, "").lower()
+        return [x for x in items if needle in text(x).lower()] if needle else items
+
+    def _count_completion(self) -> None:
+        minute = int(time.time() // 60)
+        while self._minute < minute:
+            self._minute += 1
+            self._done_minutes.append(0)
+        self._done_minutes[-1] += 1
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    def _state_style(self, state: str) -> str:
+        theme = self.current_theme
+        colour = theme.variables.get(f"state-{state}") or getattr(theme, STATE_COLOUR_KEYS[state], None)
+        style = colour or ""
+        if state in ("cancelled", "pending"):
+            style += " dim"
+        if state in ("failed", "running"):
+            style += " bold"
+        return style.strip()
+
+    def _queue_row(self, p: Process, w: list[int]) -> Text:
+        now = self.clock()
+        req = self.source.requests.get(p.id) if self.source else None
+        why = p.reason or ""
+        if not why and p.interruption and p.state.value == "interrupted":
+            why = f"{p.interruption.type.value}: {p.interruption.message}"
+        if not why and p.state is State.QUEUED:
+            why = "next free slot"
+        if req is not None and req.force_immediate:
+            why = "forced · " + why
+        age = _age(req.requested_at if req else p.updated_at, now)
+        return (cell(p.priority.value[:4], w[0]) + cell(p.id, w[1]) + cell(p.kind, w[2])
+                + cell(p.state.value, w[3], self._state_style(p.state.value)) + cell(why, w[4])
+                + cell(f"{p.attempt}/{p.max_attempts}", w[5]) + cell(age, w[6]))
+
+    def _active_row(self, p: Process, w: list[int]) -> Text:
+        stage = ""
+        if p.kind in ("voice", "transfer"):
+            stage = {50: "replying", 10: "summarizing"}.get(int(p.progress), "transcribing" if p.kind == "voice" else "")
+        bar = progress_bar(p.progress, w[1] - 5) + Text(f" {p.progress:3.0f}%")
+        resources = ",".join(f"{k[:3]}:{v}" for k, v in p.resources.items()) or "—"
+        return (cell(p.id, w[0], self._state_style("running")) + cell(bar, w[1]) + cell(stage, w[2])
+                + cell(_age(p.started_at, self.clock()), w[3]) + cell(resources, w[4]))
+
+    def _graph_row(self, row: tuple[str, str, str, str, str], w: list[int]) -> Text:
+        indent, pid, edge, state, _ = row
+        return cell(indent + clean(pid), w[0]) + cell(edge, w[1]) + cell(state, w[2], self._state_style(state))
+
+    def _call_row(self, row: tuple[str, str, str, str], w: list[int]) -> Text:
+        label, _key, status, latest = row
+        style = {"ready": "bold", "failed": self._state_style("failed"), "completed": "dim",
+                 "cancelled": "dim"}.get(status, "")
+        return cell(label, w[0]) + cell(status, w[1], style) + cell(latest, w[2])
+
+    def _event_row(self, e: Event, w: list[int]) -> Text:
+        style = self._state_style(e.type) if e.type in STATE_COLOUR_KEYS else ("dim" if e.type == "log" else "")
+        stamp = time.strftime("%H:%M:%S", time.localtime(e.ts))
+        message = e.message
+        if e.type == "progress" and e.data:
+            message = f"{e.data.get('progress', 0):.0f}%" + (" + checkpoint" if e.data.get("checkpoint") else "")
+        return cell(stamp, w[0]) + cell(e.process_id or "", w[1]) + cell(e.type, w[2], style) + cell(message, w[3])
+
+    # -- panes fed from the store and the graph ------------------------------------------------------
+
+    def _refresh_graph(self) -> None:
+        src = self.source
+        rows: list[tuple[str, str, str, str, str]] = []
+        if self.whole_graph:
+            rows = self._whole_graph_rows()
+        elif self.selected_id and self.selected_id in src.processes:
+            pid = self.selected_id
+            for d in src.graph.upstream(pid):
+                up = src.processes.get(d.dependency)
+                edge = d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
+                rows.append(("↑ ", d.dependency, edge, up.state.value if up else "?", "up"))
+            rows.append(("● ", pid, "selected", src.processes[pid].state.value, "self"))
+            for d in src.graph.downstream(pid):
+                down = src.processes.get(d.dependent)
+                edge = d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
+                rows.append(("↓ ", d.dependent, edge, down.state.value if down else "?", "down"))
+        self._set("graph", rows)
+        pane = self.query_one("#graph-pane")
+        pane.border_title = "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
+
+    def _whole_graph_rows(self) -> list[tuple[str, str, str, str, str]]:
+        """Every process by depth (longest path from a root), roots first: O(V + E)."""
+        src = self.source
+        depth: dict[str, int] = {}
+        order = sorted(src.processes.values(), key=lambda p: p.created_at)
+        pending = {p.id: sum(1 for d in src.graph.upstream(p.id) if d.type.orders) for p in order}
+        ready = deque(pid for pid, n in pending.items() if n == 0)
+        for pid in ready:
+            depth[pid] = 0
+        while ready:
+            pid = ready.popleft()
+            for d in src.graph.downstream(pid):
+                if not d.type.orders or d.dependent not in pending:
+                    continue
+                depth[d.dependent] = max(depth.get(d.dependent, 0), depth[pid] + 1)
+                pending[d.dependent] -= 1
+                if pending[d.dependent] == 0:
+                    ready.append(d.dependent)
+        rows = []
+        for p in sorted(order, key=lambda p: (depth.get(p.id, 0), p.created_at)):
+            ups = [d.dependency for d in src.graph.upstream(p.id)]
+            edge = f"← {', '.join(ups)}" if ups else "root"
+            rows.append(("  " * min(depth.get(p.id, 0), 8), p.id, edge, p.state.value, "node"))
+        return self._filtered("graph", rows, lambda r: f"{r[1]} {r[3]}")
+
+    @work(exclusive=True, group="calls")
+    async def _load_calls(self) -> None:
+        store = self.store
+        calls = await store.list_calls(limit=100)
+        transfers = await store.list_transfers(limit=200)
+        requests = await store.voice_requests(limit=300)
+        by_call_t: dict[str, list[Any]] = {}
+        for t in transfers:
+            by_call_t.setdefault(t.call_id, []).append(t)
+        by_call_v: dict[str, list[Any]] = {}
+        for v in requests:
+            by_call_v.setdefault(v.call_id, []).append(v)
+        rows: list[tuple[str, str, str, str]] = []
+        for c in calls:
+            last = f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else ""
+            rows.append((f"call {clean(c.id)}", f"call:{c.id}", f"{c.turn_count} turns", clean(last)))
+            for v in by_call_v.get(c.id, [])[:5]:
+                p = self.source.processes.get(v.process_id) if self.source else None
+                state = p.state.value if p else v.stage
+                detail = v.reply or v.transcript or ""
+                if p is not None and p.state is State.INTERRUPTED and p.interruption:
+                    detail = f"{p.interruption.type.value}: {p.interruption.message}"
+                rows.append((f"  ↳ {v.id}", f"vr:{v.id}", f"{state}/{v.stage}" if state != "completed" else "done",
+                             clean(detail)))
+            for t in by_call_t.get(c.id, []):
+                summary = (t.summary or {}).get("issue", "") if t.summary else (t.reason or "")
+                source = " (local summary)" if t.summary_source == "extractive" else ""
+                rows.append((f"  ⇄ {t.id} {clean(t.from_agent)}→{clean(t.to_agent)}", f"tr:{t.id}",
+                             t.status.value, clean(summary) + source))
+        self._set("calls", self._filtered("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}"))
+
+    def _refresh_header(self) -> None:
+        counts = {s: 0 for s in STATE_ORDER}
+        for p in self.source.processes.values():
+            counts[p.state.value] += 1
+        text = Text()
+        for state in STATE_ORDER:
+            if counts[state] or state in ("running", "queued", "completed"):
+                text.append(f"{counts[state]} ", style="bold")
+                text.append(f"{state}  ", style=self._state_style(state))
+        self.query_one("#counts", Static).update(text)
+
+    def _tick(self) -> None:
+        """Once a second: the status bar, the sparklines, ages and elapsed times."""
+        self._lag_window.append(self._lag_now)
+        if len(self._lag_window) >= 10:
+            self._lag_history.append(max(self._lag_window))
+            self._lag_window = []
+        minute = int(time.time() // 60)
+        while self._minute < minute:
+            self._minute += 1
+            self._done_minutes.append(0)
+        self.query_one("#completions", Sparkline).data = list(self._done_minutes)
+        self.query_one("#lag", Sparkline).data = list(self._lag_history) + [self._lag_now]
+        status = self.query_one("#status", StatusBar)
+        parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {self.settings.db_path}"]
+        if self.log_path:
+            parts.append(f"log {self.log_path}")
+        if isinstance(self.source, StoreSource):
+            owner = self.source.owner
+            parts.append("read-only" if self.read_only else "observer")
+            if owner is not None:
+                parts.append(f"dispatched by {owner.role} pid {owner.pid}")
+        status.update(literal("  │  ".join(parts)))
+        if self.source is not None and self.source.running():
+            self._dirty.add("active")
+            self._schedule_refresh()
+
+    async def _measure_lag(self) -> None:
+        """The loop's lateness, as the status bar shows it: how late a 100 ms sleep wakes."""
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.1)
+            self._lag_now = max(0.0, (time.perf_counter() - t - 0.1) * 1000)
+
+    # -- selection -----------------------------------------------------------------------------------
+
+    @on(RowList.Highlighted)
+    def _highlighted(self, event: RowList.Highlighted) -> None:
+        list_id = event.rowlist.id
+        if list_id in ("queue", "active") and isinstance(event.item, Process):
+            self._select(event.item.id)
+        elif list_id == "graph" and event.item and not self.whole_graph:
+            pass  # moving inside the graph does not re-centre it; enter does
+        elif list_id == "calls" and event.item:
+            key = event.item[1]
+            kind, _, ident = key.partition(":")
+            if kind == "call":
+                self.selected_call = ident
+            else:
+                self.selected_id = ident
+                self._dirty.add("graph")
+                self._schedule_refresh()
+
+    def _select(self, pid: str) -> None:
+        if pid != self.selected_id:
+            self.selected_id = pid
+            self._dirty.add("graph")
+            self._schedule_refresh()
+
+    @on(RowList.Chosen)
+    def _chosen(self, event: RowList.Chosen) -> None:
+        self.action_details()
+
+    def _focused_process(self) -> Process | None:
+        focused = self.focused
+        if isinstance(focused, RowList) and focused.id == "graph" and focused.selected:
+            pid = focused.selected[1]
+        elif isinstance(focused, RowList) and focused.id == "calls" and focused.selected:
+            kind, _, ident = focused.selected[1].partition(":")
+            pid = ident if kind in ("vr", "tr") else None
+        elif isinstance(focused, RowList) and focused.id in ("queue", "active") and focused.selected:
+            pid = focused.selected.id
+        else:
+            pid = self.selected_id
+        return self.source.processes.get(pid) if self.source and pid else None
+
+    # -- actions ---------------------------------------------------------------------------------------
+
+    def _can_act(self) -> bool:
+        if self.read_only:
+            self.notify("This console is read-only (--read-only).", severity="warning")
+            return False
+        if self.source is None:
+            self.notify("Still starting…", severity="warning")
+            return False
+        return True
+
+    async def _act(self, kind: str, payload: dict[str, Any]) -> str | None:
+        try:
+            message = await self.source.act(kind, payload)
+        except UserError as e:
+            self.notify(clean(str(e)), severity="error", markup=False)
+            return None
+        return message
+
+    async def action_resume(self, force: bool = False) -> None:
+        p = self._focused_process()
+        if p is None or not self._can_act():
+            return
+        message = await self._act("resume", {"id": p.id, "force": force})
+        if message:
+            self.notify(clean(message), markup=False)
+
+    async def action_force_resume(self) -> None:
+        await self.action_resume(force=True)
+
+    def action_cancel(self) -> None:
+        p = self._focused_process()
+        if p is None or not self._can_act():
+            return
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                message = await self._act("cancel", {"id": p.id})
+                if message:
+                    self.notify(clean(message), markup=False)
+
+        self.push_screen(ConfirmScreen(f"Cancel {p.id} ({p.state.value})?", f"Cancel {p.id}"), answered)
+
+    def action_details(self) -> None:
+        focused = self.focused
+        if isinstance(focused, RowList) and focused.id == "graph" and focused.selected and not self.whole_graph:
+            self._select(focused.selected[1])
+        p = self._focused_process()
+        if p is None or self.source is None:
+            return
+        ups = [d.dependency for d in self.source.graph.upstream(p.id)]
+        downs = [d.dependent for d in self.source.graph.downstream(p.id)]
+        self.push_screen(DetailsScreen(p, ups, downs, self.store))
+
+    def action_new_voice(self) -> None:
+        if not self._can_act():
+            return
+        call = self.selected_call or f"call-{time.strftime('%H%M%S')}"
+
+        async def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                message = await self._act("voice", {"call_id": values["call"].strip(), "text": values["text"]})
+                if message:
+                    vr = json.loads(message)
+                    self.selected_call = vr["call_id"]
+                    self.notify(f"voice request {vr['id']} queued for call {clean(vr['call_id'])}", markup=False)
+
+        self.push_screen(FormScreen("New voice request", [("call", "Call", call),
+                                                          ("text", "What the caller said", "")], ok="Send"),
+                         submitted)
+
+    def action_transfer(self) -> None:
+        if not self._can_act():
+            return
+        if not self.selected_call:
+            self.notify("Select a call in the Calls & transfers pane first.", severity="warning")
+            return
+        call = self.selected_call
+
+        async def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                message = await self._act("transfer", {"call_id": call, "from_agent": values["from"],
+                                                       "to_agent": values["to"]})
+                if message:
+                    self.notify(f"transfer {json.loads(message)['id']} started for call {clean(call)}", markup=False)
+
+        self.push_screen(FormScreen(f"Warm transfer of call {clean(call)}",
+                                    [("from", "From agent", ""), ("to", "To agent", "")], ok="Transfer"), submitted)
+
+    def action_filter(self) -> None:
+        focused = self.focused
+        self._filter_target = focused.id if isinstance(focused, RowList) else "queue"
+        box = self.query_one("#filter", Input)
+        box.value = self.filters.get(self._filter_target, "")
+        box.placeholder = f"filter {self._filter_target} (esc to close)"
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filters[self._filter_target] = event.value
+        self._dirty.add(self._filter_target)
+        self._schedule_refresh()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one(f"#{self._filter_target}", RowList).focus()
+
+    def on_key(self, event: Any) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.display:
+            box.display = False
+            self.query_one(f"#{self._filter_target}", RowList).focus()
+            event.stop()
+
+    def action_toggle_graph(self) -> None:
+        self.whole_graph = not self.whole_graph
+        self._dirty.add("graph")
+        self._refresh()
+
+    def action_toggle_all(self) -> None:
+        self.show_all = not self.show_all
+        self._dirty.add("queue")
+        self._refresh()
+        self.notify("showing completed processes too" if self.show_all else "hiding completed processes")
+
+    async def action_export(self) -> None:
+        focused = self.focused if isinstance(self.focused, RowList) else self.query_one("#queue", RowList)
+        rows = [_export_row(item) for item in focused.items]
+        folder = self.settings.resolved_data_dir / "exports"
+        stem = folder / f"{focused.id}-{time.strftime('%Y%m%d-%H%M%S')}"
+        await asyncio.to_thread(_write_exports, stem, rows)
+        self.notify(f"exported {len(rows)} rows to {stem}.csv and .json", markup=False)
+
+    def action_help(self) -> None:
+        keymap = self._keymap if hasattr(self, "_keymap") else {}
+        rows = []
+        for b in self.BINDINGS:
+            keys = keymap.get(b.id, b.key) if b.id else b.key
+            shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(","))
+            rows.append((shown, b.description, b.id or ""))
+        rows.append(("ctrl+p", "Command palette", "command_palette"))
+        self.push_screen(HelpScreen(rows))
+
+    async def action_quit(self) -> None:
+        self.notify("stopping: running work gets its grace period…")
+        await self.shutdown()
+        self.exit()
+
+    async def shutdown(self) -> None:
+        """Drain the engine (running work is persisted as interrupted) and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        for t in self._tasks:
+            t.cancel()
+        if self.engine is not None:
+            await self.engine.stop()
+        if self.store is not None:
+            await self.store.close()
+
+    async def on_unmount(self) -> None:
+        await self.shutdown()
+
+    # -- command palette ----------------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Resume all interrupted", "Queue every interrupted process again", self._resume_all)
+        yield SystemCommand("Cancel all queued", "Cancel every queued or waiting process", self._cancel_all)
+        yield SystemCommand("Load workflow…", "Register a workflow file's processes", self._ask_workflow)
+        yield SystemCommand("Export the focused list", "Write it as CSV and JSON to the data dir", self.action_export)
+        yield SystemCommand("Show or hide completed processes", "In the queue pane", self.action_toggle_all)
+        yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", self._ask_key)
+
+    async def _resume_all(self) -> None:
+        if not self._can_act():
+            return
+        ids = [p.id for p in self.source.processes.values() if p.state is State.INTERRUPTED]
+        for pid in ids:
+            await self._act("resume", {"id": pid})
+        self.notify(f"resumed {len(ids)} interrupted process(es)")
+
+    def _cancel_all(self) -> None:
+        if not self._can_act():
+            return
+        ids = [p.id for p in self.source.queue()]
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                for pid in ids:
+                    await self._act("cancel", {"id": pid})
+                self.notify(f"cancelled {len(ids)} queued process(es)")
+
+        self.push_screen(ConfirmScreen(f"Cancel all {len(ids)} queued processes?", "Cancel them all"), answered)
+
+    def _ask_workflow(self) -> None:
+        if not self._can_act():
+            return
+
+        async def submitted(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            from console.engine.workflow import parse_workflow
+
+            try:
+                workflow = await asyncio.to_thread(parse_workflow, values["path"].strip())
+            except UserError as e:
+                self.notify(clean(str(e)), severity="error", markup=False)
+                return
+            message = await self._act("load", workflow.to_json())
+            if message:
+                self.notify(clean(message), markup=False)
+
+        self.push_screen(FormScreen("Load a workflow file", [("path", "Path", "")], ok="Load"), submitted)
+
+    def _ask_key(self) -> None:
+        if self.engine is None:
+            self.notify("Only the console that runs the engine holds the key.", severity="warning")
+            return
+
+        async def submitted(values: dict[str, str] | None) -> None:
+            if values and values["key"].strip():
+                from console.voice.center import call_center
+
+                await call_center(self.engine).gateway().set_api_key(values["key"].strip())
+                self.notify("API key set for this session; resume the work that waited for it")
+
+        self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
+
+
+def _export_row(item: Any) -> dict[str, Any]:
+    if isinstance(item, Process):
+        return item.summary()
+    if isinstance(item, Event):
+        return item.to_json()
+    if isinstance(item, tuple):
+        return {f"column{i}": clean(v) for i, v in enumerate(item)}
+    return {"value": clean(item)}
+
+
+def _write_exports(stem: Path, rows: list[dict[str, Any]]) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str))
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys or ["value"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
+    stem.with_suffix(".csv").write_text(buf.getvalue())
