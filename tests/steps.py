@@ -84,3 +84,9 @@ async def cooperative(ctx) -> None:
             raise Interrupted("stopping", "shutdown")
         await asyncio.sleep(0.01)
         done += 1
+
+
+async def noisy(ctx) -> None:
+    """Logs text that must be shown literally: markup and a terminal escape sequence."""
+    ctx.log("[bold]not bold[/bold] \x1b[31mnot red\x1b[0m")
+    await ctx.report(100)

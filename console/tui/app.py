@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
+from rich.style import Style
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -271,15 +272,35 @@ class SwitchboardApp(App[None]):
 
     # -- rows ------------------------------------------------------------------------------------
 
-    def _state_style(self, state: str) -> str:
-        theme = self.current_theme
-        colour = theme.variables.get(f"state-{state}") or getattr(theme, STATE_COLOUR_KEYS[state], None)
-        style = colour or ""
-        if state in ("cancelled", "pending"):
-            style += " dim"
-        if state in ("failed", "running"):
-            style += " bold"
-        return style.strip()
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        # $state-* for themes that do not define them (Textual's built-ins)
+        from console.tui.themes import state_variable_defaults
+
+        return state_variable_defaults(self.current_theme)
+
+    def watch_theme(self) -> None:
+        self._state_styles = {}
+        if self.is_running:
+            self._dirty.update({"queue", "active", "graph", "events", "header", "calls"})
+            self._schedule_refresh()
+
+    def _state_style(self, state: str) -> Style:
+        """A state's colour from the theme's `state-*` variable (or its fallback)."""
+        styles = getattr(self, "_state_styles", None) or {}
+        if not styles:
+            from textual.color import Color
+
+            theme = self.current_theme
+            values = {**self.get_theme_variable_defaults(), **theme.variables}
+            for name in STATE_COLOUR_KEYS:
+                try:
+                    colour = Color.parse(values.get(f"state-{name}", "")).rich_color
+                except Exception:  # noqa: BLE001 - an odd value falls back to the text colour
+                    colour = None
+                styles[name] = Style(color=colour, bold=name in ("failed", "running"),
+                                     dim=name in ("cancelled", "pending"))
+            self._state_styles = styles
+        return styles[state]
 
     def _queue_row(self, p: Process, w: list[int]) -> Text:
         now = self.clock()
@@ -414,6 +435,8 @@ class SwitchboardApp(App[None]):
 
     def _tick(self) -> None:
         """Once a second: the status bar, the sparklines, ages and elapsed times."""
+        if self._closed:
+            return
         self._lag_window.append(self._lag_now)
         if len(self._lag_window) >= 10:
             self._lag_history.append(max(self._lag_window))

@@ -1,0 +1,230 @@
+"""The console driven with Pilot: keys, panes reacting to engine events, quitting, bursts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tui_data
+from conftest import py, wait_for, workflow
+from console.model import State
+from console.settings import load_settings
+from console.tui.app import SwitchboardApp
+from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
+from console.tui.widgets import RowList
+
+SIZE = (120, 36)
+
+
+def settings(tmp_path: Path):
+    return load_settings(db=tmp_path / "t.db", data_dir=tmp_path / "data", groq_api_key=None,
+                         groq_base_url="http://127.0.0.1:9", engine={"retry_base_s": 0.05})
+
+
+async def started(pilot) -> SwitchboardApp:
+    app = pilot.app
+    await wait_for(lambda: app.source is not None, timeout=10)
+    await pilot.pause()
+    return app
+
+
+async def select(pilot, list_id: str, pid: str) -> None:
+    rows = pilot.app.screen.query_one(f"#{list_id}", RowList)
+    await wait_for(lambda: any(getattr(i, "id", None) == pid for i in rows.items), timeout=5)
+    rows.focus()
+    rows.cursor = next(i for i, item in enumerate(rows.items) if getattr(item, "id", None) == pid)
+    await pilot.pause()
+
+
+async def test_resume_cancel_details_and_help_keys(tmp_path):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        assert engine is not None  # this console owns the database and dispatches
+        # r: the held process runs
+        await select(pilot, "queue", "report")
+        await pilot.press("r")
+        await wait_for(lambda: engine.processes["report"].state is State.COMPLETED)
+        # c: asks first; the focused button is Cancel, so enter keeps the process
+        await engine.load(workflow(py("long", "wait_gate", gate="never")))
+        await wait_for(lambda: engine.processes["long"].state is State.RUNNING)
+        await select(pilot, "active", "long")
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.focused.id == "no"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert engine.processes["long"].state is State.RUNNING
+        await select(pilot, "active", "long")
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.click("#yes")
+        await wait_for(lambda: engine.processes["long"].state is State.CANCELLED)
+        # R: force-resume puts it first in line again
+        await select(pilot, "queue", "long")
+        await pilot.press("R")
+        await wait_for(lambda: engine.processes["long"].state is State.RUNNING)
+        # enter: details; ?: help listing resume and cancel
+        await select(pilot, "queue", "train")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen) and app.screen.process.id == "train"
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        listed = {row[2] for row in app.screen.rows}
+        assert {"resume", "force_resume", "cancel", "details", "new_voice", "transfer", "filter",
+                "help", "quit", "export"} <= listed
+        await pilot.press("escape")
+        await pilot.press("q")
+    assert engine.processes["long"].state is State.INTERRUPTED  # quitting drained it, nothing lost
+    assert engine.processes["long"].interruption.type.value == "shutdown"
+
+
+async def test_new_voice_request_and_transfer_from_the_keyboard(tmp_path):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, FormScreen)
+        app.screen.query_one("#field-call").value = "call-99"
+        app.screen.query_one("#field-text").focus()
+        await pilot.press(*"hello there", "enter")
+        await wait_for(lambda: any(p.kind == "voice" and p.spec["call_id"] == "call-99"
+                                   for p in app.engine.processes.values()))
+        # t: a transfer for the call selected in the calls pane
+        calls = app.screen.query_one("#calls", RowList)
+        await wait_for(lambda: any(row[1] == "call:call-99" for row in calls.items))
+        calls.focus()
+        calls.cursor = next(i for i, row in enumerate(calls.items) if row[1] == "call:call-99")
+        await pilot.pause()
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, FormScreen)
+        await pilot.press(*"alice", "enter", *"bob", "enter")
+        await wait_for(lambda: any(p.kind == "transfer" and p.spec["call_id"] == "call-99"
+                                   and p.state is State.COMPLETED for p in app.engine.processes.values()))
+        transfers = await app.store.list_transfers(call_id="call-99")
+        assert transfers[0].status.value == "ready" and transfers[0].summary_source == "extractive"
+        await wait_for(lambda: any(row[1] == f"tr:{transfers[0].id}" for row in calls.items))
+        await pilot.press("q")
+
+
+async def test_filter_tab_graph_and_export(tmp_path):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path), read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        queue = app.screen.query_one("#queue", RowList)
+        await wait_for(lambda: len(queue.items) >= 5)
+        queue.focus()
+        await pilot.press("slash", "v", "r")
+        await pilot.pause(0.3)
+        assert [p.id for p in queue.items] == ["vr-0001", "vr-0002"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.focused is queue
+        await pilot.press("tab")
+        assert app.focused is not queue
+        # g: the whole graph, roots first, with edges
+        await pilot.press("g")
+        graph = app.screen.query_one("#graph", RowList)
+        await wait_for(lambda: any(row[1] == "evaluate" for row in graph.items))
+        rows = {row[1]: row for row in graph.items}
+        assert rows["evaluate"][2] == "← train" and rows["evaluate"][0] == "    "
+        # e: the focused list to CSV and JSON
+        queue.focus()
+        await pilot.press("e")
+        await wait_for(lambda: list((tmp_path / "data" / "exports").glob("queue-*.json")), timeout=5)
+        exported = json.loads(next((tmp_path / "data" / "exports").glob("queue-*.json")).read_text())
+        assert [r["id"] for r in exported] == ["vr-0001", "vr-0002"]  # the filter applies
+        assert next((tmp_path / "data" / "exports").glob("queue-*.csv")).read_text().startswith("id,")
+        # read-only: r refuses
+        await pilot.press("r")
+        await pilot.pause()
+        assert "read-only" in str([n.message for n in app._notifications])
+        await pilot.press("q")
+
+
+async def test_a_burst_of_engine_events_is_coalesced_and_never_stalls(tmp_path):
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        refreshes = 0
+        original = app._refresh
+
+        def counting():
+            nonlocal refreshes
+            refreshes += 1
+            original()
+
+        app._refresh = counting
+        lags: list[float] = []
+        stop = asyncio.Event()
+
+        async def heartbeat():
+            while not stop.is_set():
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - t - 0.01)
+
+        beat = asyncio.create_task(heartbeat())
+        events_before = len(app._events)
+        text = "".join(py(f"p{i}", "noop") for i in range(250))  # ~1,000 events
+        await app.engine.load(workflow(text))
+        await app.engine.run_until_idle()
+        await pilot.pause(0.3)
+        stop.set()
+        await beat
+        published = len(app._events) - events_before
+        assert published >= 1000
+        assert refreshes < published / 20, (refreshes, published)  # a few repaints, not one per event
+        assert max(lags) < 0.25, f"the loop stalled for {max(lags) * 1000:.0f} ms"
+        queue_items = app.screen.query_one("#events", RowList).items
+        assert queue_items[-1].type == "completed"  # the event log follows the newest
+        await pilot.press("q")
+
+
+async def test_console_observes_a_database_another_process_dispatches(tmp_path):
+    wf = tmp_path / "wf.toml"
+    wf.write_text(py("held", "noop", extra="hold = true") + py("g", "wait_gate", gate="never"))
+    runner = subprocess.Popen([sys.executable, "-m", "console", "run", "--db", str(tmp_path / "t.db"),
+                               "--workflow", str(wf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ})
+    try:
+        await wait_for(lambda: (tmp_path / "t.db").exists(), timeout=10)
+        await asyncio.sleep(1.0)
+        app = SwitchboardApp(settings(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot)
+            assert app.engine is None and app.source.owner.pid == runner.pid
+            await select(pilot, "queue", "held")
+            await pilot.press("r")  # goes through the owner's inbox
+            await wait_for(lambda: app.source.processes["held"].state is State.COMPLETED, timeout=10)
+            app._tick()
+            status = str(app.screen.query_one("#status").content)
+            assert f"dispatched by runner pid {runner.pid}" in status
+            await pilot.press("q")
+    finally:
+        runner.terminate()
+        runner.wait(timeout=10)
+
+
+def test_unknown_theme_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "console", "--db", "t.db", "--theme", "nope"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("switchboard: unknown theme 'nope' (available:")
+    assert len(result.stderr.splitlines()) == 1
