@@ -409,12 +409,14 @@ class SwitchboardApp(App[None]):
             rows.append((f"call {clean(c.id)}", f"call:{c.id}", f"{c.turn_count} turns", clean(last)))
             for v in by_call_v.get(c.id, [])[:5]:
                 p = self.source.processes.get(v.process_id) if self.source else None
-                state = p.state.value if p else v.stage
+                status = p.state.value if p else v.stage
                 detail = v.reply or v.transcript or ""
                 if p is not None and p.state is State.INTERRUPTED and p.interruption:
+                    status = "no key" if p.interruption.type.value == "no_provider" else "interrupted"
                     detail = f"{p.interruption.type.value}: {p.interruption.message}"
-                rows.append((f"  ↳ {v.id}", f"vr:{v.id}", f"{state}/{v.stage}" if state != "completed" else "done",
-                             clean(detail)))
+                elif p is not None and p.state is State.RUNNING:
+                    status = v.stage
+                rows.append((f"  ↳ {v.id}", f"vr:{v.id}", status, clean(detail)))
             for t in by_call_t.get(c.id, []):
                 summary = (t.summary or {}).get("issue", "") if t.summary else (t.reason or "")
                 source = " (local summary)" if t.summary_source == "extractive" else ""
@@ -448,9 +450,11 @@ class SwitchboardApp(App[None]):
         self.query_one("#completions", Sparkline).data = list(self._done_minutes)
         self.query_one("#lag", Sparkline).data = list(self._lag_history) + [self._lag_now]
         status = self.query_one("#status", StatusBar)
-        parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {self.settings.db_path}"]
+        db = self.settings.db_path
+        parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {_short(db)}"]
         if self.log_path:
-            parts.append(f"log {self.log_path}")
+            same = self.log_path.parent == db.parent
+            parts.append(f"log {self.log_path.name if same else _short(self.log_path)}")
         if isinstance(self.source, StoreSource):
             owner = self.source.owner
             parts.append("read-only" if self.read_only else "observer")
@@ -740,6 +744,12 @@ class SwitchboardApp(App[None]):
                 self.notify("API key set for this session; resume the work that waited for it")
 
         self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
+
+
+def _short(path: Path) -> str:
+    home = str(Path.home())
+    text = str(path)
+    return "~" + text[len(home):] if text.startswith(home + "/") else text
 
 
 def _export_row(item: Any) -> dict[str, Any]:
