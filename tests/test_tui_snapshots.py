@@ -73,27 +73,9 @@ def _scrub_paths(db: Path) -> None:
     con.close()
 
 
-_APPS: list[SwitchboardApp] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_stores():
-    """Close each app's store after the test. The app's own on_unmount does not today:
-    `SwitchboardApp._closed` is also Textual's MessagePump flag, already True when Unmount
-    arrives, so `shutdown()` returns early and the aiosqlite thread (not a daemon) keeps
-    the interpreter from exiting. Harmless once the app closes it itself."""
-    yield
-    apps, _APPS[:] = list(_APPS), []
-    for app in apps:
-        store = app.store
-        if store is not None and getattr(store, "_db", None) is not None:
-            asyncio.run(store.close())
-
-
 def make_app(theme: str | None = None) -> SwitchboardApp:
     app = SwitchboardApp(load_settings(db=Path("t.db"), data_dir=Path("data")), read_only=True,
                          theme=theme, clock=lambda: NOW)
-    _APPS.append(app)
     return app
 
 

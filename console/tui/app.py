@@ -112,7 +112,7 @@ class SwitchboardApp(App[None]):
         self._done_minutes: deque[int] = deque([0], maxlen=30)  # completions per minute
         self._minute = int(time.time() // 60)
         self._tasks: list[asyncio.Task[Any]] = []
-        self._closed = False
+        self._stopped = False
         from console.tui.themes import load_themes, register_themes, resolve_theme_name
 
         themes, self.theme_errors = load_themes()
@@ -200,7 +200,7 @@ class SwitchboardApp(App[None]):
 
     async def _poll_store(self) -> None:
         source = self.source
-        if not isinstance(source, StoreSource) or self._closed:
+        if not isinstance(source, StoreSource) or self._stopped:
             return
         events = await source.new_events()
         changed = await source.refresh()
@@ -231,12 +231,12 @@ class SwitchboardApp(App[None]):
         self._schedule_refresh()
 
     def _schedule_refresh(self) -> None:
-        if self._refresh_timer is None and not self._closed:
+        if self._refresh_timer is None and not self._stopped:
             self._refresh_timer = self.set_timer(REFRESH_S, self._refresh)
 
     def _refresh(self) -> None:
         self._refresh_timer = None
-        if self.source is None or self._closed:
+        if self.source is None or self._stopped:
             return
         dirty, self._dirty = self._dirty, set()
         if "queue" in dirty:
@@ -437,7 +437,7 @@ class SwitchboardApp(App[None]):
 
     def _tick(self) -> None:
         """Once a second: the status bar, the sparklines, ages and elapsed times."""
-        if self._closed:
+        if self._stopped:
             return
         self._lag_window.append(self._lag_now)
         if len(self._lag_window) >= 10:
@@ -666,9 +666,9 @@ class SwitchboardApp(App[None]):
 
     async def shutdown(self) -> None:
         """Drain the engine (running work is persisted as interrupted) and close the store."""
-        if self._closed:
+        if self._stopped:
             return
-        self._closed = True
+        self._stopped = True
         for t in self._tasks:
             t.cancel()
         if self.engine is not None:
