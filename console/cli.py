@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_transfers)
+
+    p = sub.add_parser("bench", help="the benchmark suite: every scenario, figures next to their targets")
+    p.add_argument("--quick", action="store_true", help="reduced sizes: a smoke test")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -455,6 +460,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = demo_settings(_settings(args), args.db)
     return cmd_console(args, prepare=seed, settings=settings)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from console.bench.suite import main as bench
+
+    return bench((["--quick"] if args.quick else []) + (["--json"] if args.json else []))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from console.bench.measure import Heartbeat, percentiles
+
 SB = [sys.executable, "-m", "console"]
 
 
@@ -32,6 +34,14 @@ def dag_edges(n: int, seed: int = 7) -> list[tuple[int, int]]:
 
 def shell_dag_workflow(n: int) -> str:
     parts = [f'[[process]]\nid = "p{i}"\nkind = "shell"\ncommand = ["/bin/true"]\n' for i in range(n)]
+    parts += [f'[[dependency]]\ndependent = "p{a}"\ndependency = "p{b}"\n' for a, b in dag_edges(n)]
+    return "\n".join(parts)
+
+
+def python_dag_workflow(n: int, folder: Path, entry: str = "bench_steps:noop") -> str:
+    """The same DAG of no-op `python` processes; writes the step module into `folder`."""
+    (folder / "bench_steps.py").write_text("async def noop(ctx):\n    pass\n")
+    parts = [f'[[process]]\nid = "p{i}"\nkind = "python"\nentry = "{entry}"\npath = "{folder}"\n' for i in range(n)]
     parts += [f'[[dependency]]\ndependent = "p{a}"\ndependency = "p{b}"\n' for a, b in dag_edges(n)]
     return "\n".join(parts)
 
@@ -106,13 +116,9 @@ def shutdown(n: int = 100, repeats: int = 3) -> dict[str, Any]:
     return {"n": n, "shutdown_s": statistics.median(times), "runs": times}
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
-    return {"p50": round(pick(0.5), 3), "p99": round(pick(0.99), 3), "max": round(values[-1], 3)}
-
-
-async def _loop_lag(n: int) -> dict[str, Any]:
+async def _loop_lag(n: int, engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`n` no-op python processes in a DAG, in-process, every transition committed: wall time,
+    completions per second and the loop's lateness meanwhile."""
     from console.engine.orchestrator import Orchestrator
     from console.engine.workflow import parse_workflow_text
     from console.settings import load_settings
@@ -120,40 +126,26 @@ async def _loop_lag(n: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        module = tmp / "bench_steps.py"
-        module.write_text("async def noop(ctx):\n    pass\n")
-        text = "\n".join(f'[[process]]\nid = "p{i}"\nkind = "python"\nentry = "bench_steps:noop"\npath = "{tmp}"\n'
-                         for i in range(n))
-        text += "\n" + "\n".join(f'[[dependency]]\ndependent = "p{a}"\ndependency = "p{b}"\n' for a, b in dag_edges(n))
-        settings = load_settings(db=tmp / "b.db", data_dir=tmp / "data")
+        workflow = parse_workflow_text(python_dag_workflow(n, tmp), "bench", tmp)  # before measuring
+        settings = load_settings(db=tmp / "b.db", data_dir=tmp / "data", engine=engine)
         store = open_store(str(settings.db_path))
         await store.open()
         orch = Orchestrator(store, settings)
         await orch.start()
-        lags: list[float] = []
-        stop = asyncio.Event()
-
-        async def heartbeat() -> None:
-            while not stop.is_set():
-                t = time.perf_counter()
-                await asyncio.sleep(0.01)
-                lags.append((time.perf_counter() - t - 0.01) * 1000)
-
-        beat = asyncio.create_task(heartbeat())
-        t0 = time.perf_counter()
-        await orch.load(parse_workflow_text(text, "bench", tmp))
-        await orch.run_until_idle()
-        wall = time.perf_counter() - t0
-        stop.set()
-        await beat
+        with Heartbeat() as beat:
+            t0 = time.perf_counter()
+            await orch.load(workflow)
+            await orch.run_until_idle()
+            wall = time.perf_counter() - t0
         await orch.stop()
         await store.close()
         return {"n": n, "wall_s": round(wall, 3), "throughput_per_s": round(n / wall, 1),
-                "loop_lag_ms": _percentiles(lags)}
+                "max_concurrent": settings.engine.max_concurrent, "commits": store.commits,
+                "loop_lag_ms": percentiles(beat.lags)}
 
 
-def loop_lag(n: int = 1000) -> dict[str, Any]:
-    return asyncio.run(_loop_lag(n))
+def loop_lag(n: int = 1000, engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    return asyncio.run(_loop_lag(n, engine))
 
 
 def main(argv: list[str] | None = None) -> None:

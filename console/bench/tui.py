@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.bench.voice import Heartbeat, percentiles
+from console.bench.measure import Heartbeat, percentiles
 
 
 async def _history_db(path: Path, events: int) -> None:

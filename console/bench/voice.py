@@ -13,36 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from console.bench.groqsim import GroqSim
+from console.bench.measure import Heartbeat, percentiles
 
 KEY = "gsk_bench_key"
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    values = sorted(values) or [0.0]
-    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
-    return {"p50": round(pick(0.5), 3), "p99": round(pick(0.99), 3), "max": round(values[-1], 3)}
-
-
-class Heartbeat:
-    """How late a 10 ms sleep wakes up, in ms: the loop's lateness."""
-
-    def __init__(self) -> None:
-        self.lags: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def _beat(self) -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.01)
-            self.lags.append((time.perf_counter() - t - 0.01) * 1000)
-
-    def __enter__(self) -> Heartbeat:
-        self._task = asyncio.get_running_loop().create_task(self._beat())
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._task is not None
-        self._task.cancel()
 
 
 async def _ours(sim: GroqSim, n: int, transport: str, latency_s: float = 1.0) -> dict[str, Any]:
@@ -95,33 +68,43 @@ async def _ours(sim: GroqSim, n: int, transport: str, latency_s: float = 1.0) ->
                 "server_max_in_flight": sim.stats()["max_concurrent"]["chat"]}
 
 
+class ReplacedBackend:
+    """BASELINE MODEL of the replaced backend's voice path: async handlers that call the
+    synchronous `Groq` client and `sqlite3` directly, so each request freezes the loop for
+    its whole round trip."""
+
+    def __init__(self, base_url: str, db_path: Path) -> None:
+        import sqlite3
+
+        from groq import Groq
+
+        self.client = Groq(api_key=KEY, base_url=base_url, max_retries=0)
+        self.db = sqlite3.connect(db_path)
+        self.db.execute("CREATE TABLE IF NOT EXISTS replies (call TEXT, reply TEXT)")
+
+    async def handle(self, i: int) -> None:
+        await asyncio.sleep(0)  # handlers interleave on the loop, as requests would arrive
+        completion = self.client.chat.completions.create(  # blocks the loop for the whole request
+            model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": f"utterance {i}"}])
+        self.db.execute("INSERT INTO replies VALUES (?, ?)", (f"bench-{i}", completion.choices[0].message.content))
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+        self.client.close()
+
+
 async def _baseline(sim: GroqSim, n: int) -> dict[str, Any]:
-    """The replaced backend: async handlers calling the synchronous client and sqlite3."""
-    import sqlite3
-
-    from groq import Groq
-
-    client = Groq(api_key=KEY, base_url=sim.base_url, max_retries=0)
+    """The replaced backend alone: n requests through `ReplacedBackend`."""
     with tempfile.TemporaryDirectory() as d:
-        db = sqlite3.connect(Path(d) / "old.db")
-        db.execute("CREATE TABLE replies (call TEXT, reply TEXT)")
-
-        async def handler(i: int) -> None:
-            await asyncio.sleep(0)  # handlers interleave on the loop, as requests would arrive
-            completion = client.chat.completions.create(  # blocks the loop for the whole request
-                model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": f"utterance {i}"}])
-            db.execute("INSERT INTO replies VALUES (?, ?)", (f"bench-{i}", completion.choices[0].message.content))
-            db.commit()
-
+        backend = ReplacedBackend(sim.base_url, Path(d) / "old.db")
         with Heartbeat() as beat:
-            t0 = time.perf_counter()
             await asyncio.sleep(0.05)
             t0 = time.perf_counter()
-            await asyncio.gather(*(handler(i) for i in range(n)))
+            await asyncio.gather(*(backend.handle(i) for i in range(n)))
             wall = time.perf_counter() - t0
             await asyncio.sleep(0.05)  # let the heartbeat report the last stall
-        db.close()
-    client.close()
+        backend.close()
     return {"n": n, "wall_s": round(wall, 3), "loop_lag_ms": percentiles(beat.lags),
             "wall_s_extrapolated_to_200": round(wall / n * 200, 1)}
 

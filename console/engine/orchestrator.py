@@ -737,13 +737,13 @@ class Orchestrator:
             self.graph.add(d)
             b.dependencies.append(d)
         result.dependencies_added = len(new_deps)
-        to_place = []
+        to_place: dict[str, None] = {}  # an ordered set: a list's `in` made loading 10,000 quadratic
         for p in new:
             if p.id not in wf.held:
                 self._request(p, RequestSource.WORKFLOW, b)
-                to_place.append(p.id)
+                to_place[p.id] = None
         # existing processes that gained a dependency look again
-        to_place += [d.dependent for d in new_deps if d.dependent in self.requests and d.dependent not in to_place]
+        to_place.update((d.dependent, None) for d in new_deps if d.dependent in self.requests)
         self._reconsider(to_place, b)
         await self.commit(b)
         return result

@@ -1,0 +1,5 @@
+import sys
+
+from console.bench.suite import main
+
+sys.exit(main())
