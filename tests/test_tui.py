@@ -214,7 +214,7 @@ async def test_console_observes_a_database_another_process_dispatches(tmp_path):
             await pilot.press("r")  # goes through the owner's inbox
             await wait_for(lambda: app.source.processes["held"].state is State.COMPLETED, timeout=10)
             app._tick()
-            status = str(app.screen.query_one("#status").content)
+            status = app.screen.query_one("#status").text.plain
             assert f"dispatched by runner pid {runner.pid}" in status
             await pilot.press("q")
     finally:
@@ -228,3 +228,48 @@ def test_unknown_theme_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("switchboard: unknown theme 'nope' (available:")
     assert len(result.stderr.splitlines()) == 1
+
+
+async def test_keys_typed_fast_after_slash_go_to_the_filter_not_to_the_list(tmp_path):
+    """Keys arrive together (a fast typist, a paste): `/` opens the filter and `red` is its
+    text. None of `r` (resume), `e` (export) may act on the selected process."""
+    from textual import events
+
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await select(pilot, "queue", "report")  # held: `r` would resume it
+        for key, char in [("slash", "/"), ("r", "r"), ("e", "e"), ("d", "d")]:
+            app.post_message(events.Key(key, char))  # no pause in between
+        await pilot.pause(0.3)
+        assert app.screen.query_one("#filter").value == "red"
+        assert app.engine.processes["report"].state is State.PENDING
+        assert not (tmp_path / "data" / "exports").exists()
+        await pilot.press("escape", "q")
+
+
+async def test_panes_kept_up_incrementally_match_a_full_rebuild(tmp_path):
+    """The queue's order and the header's counts are updated from the processes each
+    event names; after a run with every kind of outcome they equal a rebuild from scratch."""
+    from console.tui.source import OrderedView, StateCounts
+
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        await pilot.press("a")  # completed work too (this rebuilds; what follows is incremental)
+        text = "".join(py(f"ok{i}", "noop", priority=("low", "high", "critical")[i % 3]) for i in range(30))
+        text += py("bad", "fail_permanently") + py("held", "noop", extra="hold = true")
+        text += py("gate", "wait_gate", gate="never") + py("after", "noop", extra='')
+        text += '[[dependency]]\ndependent = "after"\ndependency = "gate"\n'
+        await engine.load(workflow(text))
+        await wait_for(lambda: engine.processes["bad"].state is State.FAILED)
+        await wait_for(lambda: engine.processes["gate"].state is State.RUNNING)
+        await wait_for(lambda: app._refresh_timer is None)
+        app._dirty.add("queue")
+        app._refresh()
+        fresh = OrderedView(engine.processes, lambda p: app.source.queue_key(p, True))
+        assert [p.id for p in app.screen.query_one("#queue", RowList).items] == [p.id for p in fresh]
+        assert app._counts.counts == StateCounts(engine.processes).counts
+        await pilot.press("q")

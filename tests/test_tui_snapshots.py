@@ -60,7 +60,8 @@ def _database(_utc):
 
 def _scrub_paths(db: Path) -> None:
     """Tracebacks and specs carry this checkout's path and the source's line numbers; fix them
-    so the snapshots do not depend on where the repository lives or on unrelated edits."""
+    so the snapshots do not depend on where the repository lives or on unrelated edits.
+    Run times (the details' "average") depend on the machine: each finished run counts 10 ms."""
     root = str(ROOT)
     line_no = re.compile(r", line \d+")
     con = sqlite3.connect(db)
@@ -70,6 +71,7 @@ def _scrub_paths(db: Path) -> None:
             if fixed != line:
                 con.execute("UPDATE logs SET line = ? WHERE id = ?", (fixed, row_id))
         con.execute("UPDATE processes SET spec = replace(spec, ?, '/repo')", (root,))
+        con.execute("UPDATE processes SET resume_seconds = 0.01 * (resumes_succeeded + resumes_failed)")
     con.close()
 
 
@@ -88,10 +90,10 @@ async def settle(pilot) -> SwitchboardApp:
     for task in app._tasks:  # the loop-lateness probe
         task.cancel()
     await asyncio.gather(*app._tasks, return_exceptions=True)
-    app._lag_now = 0.0
+    app._lag_now = app._lag_peak = 0.0
     app._lag_window = []
-    app._lag_history = deque([0.0], maxlen=30)
-    app._done_minutes = deque([0], maxlen=30)
+    app._lag_history.clear()
+    app._done_minutes = deque([0], maxlen=app._done_minutes.maxlen)
     app._minute = 1 << 40  # the once-a-second tick never starts a new done/min point
     app._tick()
     app._dirty.update(ALL_PANES)

@@ -23,6 +23,9 @@ class DependencyGraph:
         self._downstream[dep.dependency].append(dep)
         return True
 
+    def __len__(self) -> int:
+        return len(self._edges)
+
     def has(self, dependent: str, dependency: str) -> bool:
         return (dependent, dependency) in self._edges
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from rich.style import Style
 from rich.text import Text
@@ -22,20 +22,23 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Input, Sparkline, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Static
 
 from console.model import Event, Process, State, UserError
 from console.settings import Settings
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
-from console.tui.source import LiveSource, Source, StoreSource
-from console.tui.widgets import Column, RowList, StatusBar, cell, clean, literal, progress_bar
+from console.tui.source import LiveSource, OrderedView, Source, StateCounts, StoreSource
+from console.tui.widgets import Column, Row, RowList, StatusBar, TextLine, cell_parts, clean, literal, progress_cell, sparkline
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 0.1  # at most ten repaints a second, however many events arrive
 EVENTS_KEPT = 10_000
+SPARK_POINTS = 10  # the header's trends: 10 minutes of completions, 100 s of loop lateness
 STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
+KIND_LABELS = {"python": "py", "shell": "sh", "voice": "voice", "transfer": "xfer"}  # the queue's KIND column
+ACTIVE_BAR_WIDTH = 14
 STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its base colours
     "running": "primary", "queued": "foreground", "waiting": "secondary", "completed": "success",
     "failed": "error", "interrupted": "warning", "cancelled": "foreground", "blocked": "error",
@@ -55,35 +58,44 @@ class HeaderBar(Horizontal):
     HeaderBar { height: 1; dock: top; background: $panel; padding: 0 1; }
     HeaderBar #counts { width: 1fr; height: 1; }
     HeaderBar .spark-label { width: auto; height: 1; padding: 0 1; color: $text-muted; }
-    HeaderBar Sparkline { width: 20; height: 1; }
+    HeaderBar .spark { height: 1; color: $accent; }
+    HeaderBar #completions { width: 15; }
+    HeaderBar #lag { width: 17; }  /* fixed widths: their text is, and they repaint without a layout pass */
     """
 
     def compose(self) -> ComposeResult:
-        yield Static(id="counts")
+        yield TextLine(id="counts")
         yield Static("done/min", classes="spark-label")
-        yield Sparkline([0], id="completions")
-        yield Static("loop lag", classes="spark-label")
-        yield Sparkline([0], id="lag")
+        yield TextLine(id="completions", classes="spark")
+        yield Static("lag", classes="spark-label")
+        yield TextLine(id="lag", classes="spark")
 
 
 class SwitchboardApp(App[None]):
     TITLE = "Switchboard"
     CSS_PATH = "app.tcss"
+    # The keys that act on the lists are priority bindings: the app runs them as the key
+    # arrives, before it forwards the next keys to the focused widget. As ordinary bindings
+    # they ran only once the key had bubbled back up from the list, by which time keys typed
+    # right after it had been forwarded to the list too: "/red" typed fast resumed the
+    # selection ("r") and exported ("e") instead of filtering. `check_action` keeps them
+    # off while an input has the focus or a dialog is open.
     BINDINGS = [
-        Binding("r", "resume", "Resume", id="resume"),
-        Binding("R", "force_resume", "Force", id="force_resume"),
-        Binding("c", "cancel", "Cancel", id="cancel"),
+        Binding("r", "resume", "Resume", id="resume", priority=True),
+        Binding("R", "force_resume", "Force", id="force_resume", priority=True),
+        Binding("c", "cancel", "Cancel", id="cancel", priority=True),
         Binding("enter", "details", "Details", id="details"),
-        Binding("n", "new_voice", "Voice", id="new_voice"),
-        Binding("t", "transfer", "Transfer", id="transfer"),
-        Binding("slash", "filter", "Filter", id="filter"),
-        Binding("e", "export", "Export", id="export"),
-        Binding("g", "toggle_graph", "Graph", id="toggle_graph"),
-        Binding("a", "toggle_all", "All", id="toggle_all", show=False),
+        Binding("n", "new_voice", "Voice", id="new_voice", priority=True),
+        Binding("t", "transfer", "Transfer", id="transfer", priority=True),
+        Binding("slash", "filter", "Filter", id="filter", priority=True),
+        Binding("e", "export", "Export", id="export", priority=True),
+        Binding("g", "toggle_graph", "Graph", id="toggle_graph", priority=True),
+        Binding("a", "toggle_all", "All", id="toggle_all", show=False, priority=True),
         Binding("tab", "focus_next", "Next pane", id="next_pane", show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
+    LIST_ACTIONS = frozenset(b.action for b in BINDINGS if b.priority)
 
     def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
                  log_path: Path | None = None, clock: Any = time.time, prepare: Any = None):
@@ -105,11 +117,16 @@ class SwitchboardApp(App[None]):
         self._filter_target = "queue"
         self._events: deque[Event] = deque(maxlen=EVENTS_KEPT)
         self._dirty: set[str] = set()
+        self._touched: set[str] = set()  # processes changed since the last refresh
+        self._queue_view: OrderedView | None = None
+        self._counts: StateCounts | None = None
+        self._graph_rows: tuple[Any, list[Any]] = (None, [])  # (structure it was built for, rows)
         self._refresh_timer: Any = None
         self._lag_now = 0.0
+        self._lag_peak = 0.0  # the worst since the last tick
         self._lag_window: list[float] = []
-        self._lag_history: deque[float] = deque([0.0], maxlen=30)  # one point per 10 s
-        self._done_minutes: deque[int] = deque([0], maxlen=30)  # completions per minute
+        self._lag_history: deque[float] = deque(maxlen=SPARK_POINTS)  # one point per 10 s
+        self._done_minutes: deque[int] = deque([0], maxlen=SPARK_POINTS)  # completions per minute
         self._minute = int(time.time() // 60)
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = False
@@ -123,27 +140,28 @@ class SwitchboardApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
-        with Horizontal(id="top"):
-            with Vertical(id="queue-pane", classes="pane"):
-                yield RowList([Column("PRI", 4), Column("PROCESS", 16), Column("KIND", 8), Column("STATE", 11),
-                               Column("WHY IT WAITS", 0), Column("TRY", 5), Column("AGE", 6)],
-                              self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue")
-            with Vertical(id="active-pane", classes="pane"):
-                yield RowList([Column("PROCESS", 0), Column("PROGRESS", 12), Column("STAGE", 8),
-                               Column("ELAPSED", 6), Column("POOLS", 6)],
-                              self._active_row, key=lambda p: p.id, empty="nothing running", id="active")
+        # The queue is the operator's main list and its "why it waits" is long: full width.
+        with Vertical(id="queue-pane", classes="pane"):
+            yield RowList([Column("PRI", 4), Column("PROCESS", 18), Column("KIND", 5), Column("STATE", 11),
+                           Column("WHY IT WAITS", 0), Column("TRY", 4), Column("AGE", 6)],
+                          self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue")
         with Horizontal(id="middle"):
+            with Vertical(id="active-pane", classes="pane"):
+                yield RowList([Column("PROCESS", 0), Column("PROGRESS", ACTIVE_BAR_WIDTH), Column("STAGE", 12),
+                               Column("ELAPSED", 7), Column("HOLDS", 6)],
+                              self._active_row, key=lambda p: p.id, empty="nothing running", id="active")
             with Vertical(id="graph-pane", classes="pane"):
-                yield RowList([Column("DEPENDENCY GRAPH", 0), Column("EDGE", 16), Column("STATE", 11)],
+                yield RowList([Column("PROCESS", 0), Column("EDGE", 17), Column("STATE", 11)],
                               self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph")
+        with Horizontal(id="bottom"):
             with Vertical(id="calls-pane", classes="pane"):
-                yield RowList([Column("CALL / REQUEST / TRANSFER", 28), Column("STATUS", 12), Column("LATEST", 0)],
+                yield RowList([Column("CALL · WORK", 20), Column("STATUS", 11), Column("LATEST", 0)],
                               self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls")
-        with Vertical(id="events-pane", classes="pane"):
-            yield RowList([Column("TIME", 8), Column("PROCESS", 24), Column("EVENT", 12), Column("MESSAGE", 0)],
-                          self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
-                          id="events")
-        yield Input(placeholder="filter the focused list (esc to close)", id="filter")
+            with Vertical(id="events-pane", classes="pane"):
+                yield RowList([Column("TIME", 8), Column("PROCESS", 14), Column("EVENT", 11), Column("MESSAGE", 0)],
+                              self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
+                              id="events")
+        yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
         yield StatusBar(id="status")
         yield Footer()
 
@@ -182,6 +200,7 @@ class SwitchboardApp(App[None]):
             else:
                 self.engine = engine
                 self.source = LiveSource(engine)
+                self._build_views()
                 self._events.extend(await self.store.events(limit=500))
                 from console.voice.center import call_center
 
@@ -193,10 +212,19 @@ class SwitchboardApp(App[None]):
             await source.refresh()
             self._events.extend(await source.new_events(first=True))
             self.source = source
+            self._build_views()
             self.set_interval(0.5, self._poll_store)
             self.provider = "handled by the owner" if owner else "not running"
         self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
         self._refresh()
+
+    def _build_views(self) -> None:
+        """The queue's order and the state counts, from scratch (at start, when the observed
+        snapshot is reloaded, when completed work is shown or hidden)."""
+        source = self.source
+        self._queue_view = OrderedView(source.processes, lambda p: source.queue_key(p, self.show_all))
+        self._counts = StateCounts(source.processes)
+        self._touched.clear()
 
     async def _poll_store(self) -> None:
         source = self.source
@@ -207,6 +235,8 @@ class SwitchboardApp(App[None]):
         if events:
             self._events.extend(events)
             self._dirty.add("events")
+        if changed:
+            self._build_views()
         if changed or events:
             self._dirty.update({"queue", "active", "graph", "calls", "header"})
             self._schedule_refresh()
@@ -219,6 +249,8 @@ class SwitchboardApp(App[None]):
             return
         if event.type == "completed":
             self._count_completion()
+        if event.process_id:
+            self._touched.add(event.process_id)
         self._events.append(event)
         self._dirty.add("events")
         if event.type == "progress":
@@ -236,14 +268,16 @@ class SwitchboardApp(App[None]):
 
     def _refresh(self) -> None:
         self._refresh_timer = None
-        if self.source is None or self._stopped:
+        if self.source is None or self._stopped or not self.is_running:
             return
         dirty, self._dirty = self._dirty, set()
+        touched, self._touched = self._touched, set()
+        if touched:  # only what changed is placed again: no pane re-sorts all processes
+            self._queue_view.update(touched)
+            self._counts.update(touched)
         if "queue" in dirty:
-            items = self.source.queue() + self.source.needs_operator()
-            if self.show_all:
-                items += [p for p in self.source.processes.values() if p.state is State.COMPLETED]
-            self._set("queue", self._filtered("queue", items, lambda p: f"{p.id} {p.kind} {p.state.value} {p.reason}"))
+            self._set("queue", self._filtered("queue", self._queue_view,
+                                              lambda p: f"{p.id} {p.kind} {p.state.value} {p.reason}"))
         if "active" in dirty:
             self._set("active", self.source.running())
         if "graph" in dirty:
@@ -259,7 +293,7 @@ class SwitchboardApp(App[None]):
     def _set(self, list_id: str, items: list[Any]) -> None:
         self.query_one(f"#{list_id}", RowList).set_items(items)
 
-    def _filtered(self, name: str, items: list[Any], text: Any) -> list[Any]:
+    def _filtered(self, name: str, items: Sequence[Any], text: Any) -> Sequence[Any]:
         needle = self.filters.get(name, "").lower()
         return [x for x in items if needle in text(x).lower()] if needle else items
 
@@ -302,7 +336,7 @@ class SwitchboardApp(App[None]):
             self._state_styles = styles
         return styles[state]
 
-    def _queue_row(self, p: Process, w: list[int]) -> Text:
+    def _queue_row(self, p: Process) -> Row:
         now = self.clock()
         req = self.source.requests.get(p.id) if self.source else None
         why = p.reason or ""
@@ -313,62 +347,58 @@ class SwitchboardApp(App[None]):
         if req is not None and req.force_immediate:
             why = "forced · " + why
         age = _age(req.requested_at if req else p.updated_at, now)
-        return (cell(p.priority.value[:4], w[0]) + cell(p.id, w[1]) + cell(p.kind, w[2])
-                + cell(p.state.value, w[3], self._state_style(p.state.value)) + cell(why, w[4])
-                + cell(f"{p.attempt}/{p.max_attempts}", w[5]) + cell(age, w[6]))
+        return (p.priority.value[:4], p.id, KIND_LABELS.get(p.kind, p.kind),
+                (p.state.value, self._state_style(p.state.value)), why, f"{p.attempt}/{p.max_attempts}", age)
 
-    def _active_row(self, p: Process, w: list[int]) -> Text:
+    def _active_row(self, p: Process) -> Row:
         stage = ""
         if p.kind in ("voice", "transfer"):
             stage = {50: "replying", 10: "summarizing"}.get(int(p.progress), "transcribing" if p.kind == "voice" else "")
-        bar = progress_bar(p.progress, w[1] - 5) + Text(f" {p.progress:3.0f}%")
-        resources = ",".join(f"{k[:3]}:{v}" for k, v in p.resources.items()) or "—"
-        return (cell(p.id, w[0], self._state_style("running")) + cell(bar, w[1]) + cell(stage, w[2])
-                + cell(_age(p.started_at, self.clock()), w[3]) + cell(resources, w[4]))
+        resources = ",".join(f"{k.split('_')[0]}:{v}" for k, v in p.resources.items()) or "—"
+        return ((p.id, self._state_style("running")), progress_cell(p.progress, ACTIVE_BAR_WIDTH), stage,
+                _age(p.started_at, self.clock()), resources)
 
-    def _graph_row(self, row: tuple[str, str, str, str, str], w: list[int]) -> Text:
-        indent, pid, edge, state, _ = row
-        return cell(indent + clean(pid), w[0]) + cell(edge, w[1]) + cell(state, w[2], self._state_style(state))
+    def _graph_row(self, row: tuple[str, str, str]) -> Row:
+        indent, pid, edge = row
+        state = self._state_of(pid)
+        return (indent + pid, edge, (state, self._state_style(state) if state != "?" else ""))
 
-    def _call_row(self, row: tuple[str, str, str, str], w: list[int]) -> Text:
+    def _call_row(self, row: tuple[str, str, str, str]) -> Row:
         label, _key, status, latest = row
         style = {"ready": "bold", "failed": self._state_style("failed"), "completed": "dim",
                  "cancelled": "dim"}.get(status, "")
-        return cell(label, w[0]) + cell(status, w[1], style) + cell(latest, w[2])
+        return (label, (status, style), latest)
 
-    def _event_row(self, e: Event, w: list[int]) -> Text:
+    def _event_row(self, e: Event) -> Row:
         style = self._state_style(e.type) if e.type in STATE_COLOUR_KEYS else ("dim" if e.type == "log" else "")
         stamp = time.strftime("%H:%M:%S", time.localtime(e.ts))
         message = e.message
         if e.type == "progress" and e.data:
             message = f"{e.data.get('progress', 0):.0f}%" + (" + checkpoint" if e.data.get("checkpoint") else "")
-        return cell(stamp, w[0]) + cell(e.process_id or "", w[1]) + cell(e.type, w[2], style) + cell(message, w[3])
+        return (stamp, e.process_id or "", (e.type, style), message)
 
     # -- panes fed from the store and the graph ------------------------------------------------------
 
     def _refresh_graph(self) -> None:
         src = self.source
-        rows: list[tuple[str, str, str, str, str]] = []
+        rows: Sequence[tuple[str, str, str]] = []
         if self.whole_graph:
-            rows = self._whole_graph_rows()
+            rows = self._filtered("graph", self._whole_graph_rows(), lambda r: f"{r[1]} {self._state_of(r[1])}")
         elif self.selected_id and self.selected_id in src.processes:
             pid = self.selected_id
-            for d in src.graph.upstream(pid):
-                up = src.processes.get(d.dependency)
-                edge = d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
-                rows.append(("↑ ", d.dependency, edge, up.state.value if up else "?", "up"))
-            rows.append(("● ", pid, "selected", src.processes[pid].state.value, "self"))
-            for d in src.graph.downstream(pid):
-                down = src.processes.get(d.dependent)
-                edge = d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
-                rows.append(("↓ ", d.dependent, edge, down.state.value if down else "?", "down"))
+            rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
+                    + [("↓ ", d.dependent, _edge_label(d)) for d in src.graph.downstream(pid)])
         self._set("graph", rows)
         pane = self.query_one("#graph-pane")
         pane.border_title = "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
 
-    def _whole_graph_rows(self) -> list[tuple[str, str, str, str, str]]:
-        """Every process by depth (longest path from a root), roots first: O(V + E)."""
+    def _whole_graph_rows(self) -> list[tuple[str, str, str]]:
+        """Every process by depth (longest path from a root), roots first: O(V + E), and built
+        again only when processes or edges are added (states are looked up as rows render)."""
         src = self.source
+        structure = (id(src.processes), len(src.processes), len(src.graph))
+        if self._graph_rows[0] == structure:
+            return self._graph_rows[1]
         depth: dict[str, int] = {}
         order = sorted(src.processes.values(), key=lambda p: p.created_at)
         pending = {p.id: sum(1 for d in src.graph.upstream(p.id) if d.type.orders) for p in order}
@@ -388,8 +418,13 @@ class SwitchboardApp(App[None]):
         for p in sorted(order, key=lambda p: (depth.get(p.id, 0), p.created_at)):
             ups = [d.dependency for d in src.graph.upstream(p.id)]
             edge = f"← {', '.join(ups)}" if ups else "root"
-            rows.append(("  " * min(depth.get(p.id, 0), 8), p.id, edge, p.state.value, "node"))
-        return self._filtered("graph", rows, lambda r: f"{r[1]} {r[3]}")
+            rows.append(("  " * min(depth.get(p.id, 0), 8), p.id, edge))
+        self._graph_rows = (structure, rows)
+        return rows
+
+    def _state_of(self, pid: str) -> str:
+        p = self.source.processes.get(pid) if self.source else None
+        return p.state.value if p is not None else "?"
 
     @work(exclusive=True, group="calls")
     async def _load_calls(self) -> None:
@@ -406,40 +441,40 @@ class SwitchboardApp(App[None]):
         rows: list[tuple[str, str, str, str]] = []
         for c in calls:
             last = f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else ""
-            rows.append((f"call {clean(c.id)}", f"call:{c.id}", f"{c.turn_count} turns", clean(last)))
+            turns = f"{c.turn_count} turn" + ("s" if c.turn_count != 1 else "")
+            rows.append((f"call {c.id}", f"call:{c.id}", turns, last))
             for v in by_call_v.get(c.id, [])[:5]:
                 p = self.source.processes.get(v.process_id) if self.source else None
                 status = p.state.value if p else v.stage
-                detail = v.reply or v.transcript or ""
+                said = v.transcript or v.input_text or ""
+                detail = f"→ {v.reply}" if v.reply else f"“{said}”"
                 if p is not None and p.state is State.INTERRUPTED and p.interruption:
                     status = "no key" if p.interruption.type.value == "no_provider" else "interrupted"
-                    detail = f"{p.interruption.type.value}: {p.interruption.message}"
                 elif p is not None and p.state is State.RUNNING:
                     status = v.stage
-                rows.append((f"  ↳ {v.id}", f"vr:{v.id}", status, clean(detail)))
+                rows.append((f"  ↳ {v.id}", f"vr:{v.id}", status, detail))
             for t in by_call_t.get(c.id, []):
                 summary = (t.summary or {}).get("issue", "") if t.summary else (t.reason or "")
                 source = " (local summary)" if t.summary_source == "extractive" else ""
-                rows.append((f"  ⇄ {t.id} {clean(t.from_agent)}→{clean(t.to_agent)}", f"tr:{t.id}",
-                             t.status.value, clean(summary) + source))
+                rows.append((f"  ⇄ {t.id}", f"tr:{t.id}", t.status.value,
+                             f"{t.from_agent}→{t.to_agent}: {summary}{source}"))
         self._set("calls", self._filtered("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}"))
 
     def _refresh_header(self) -> None:
-        counts = {s: 0 for s in STATE_ORDER}
-        for p in self.source.processes.values():
-            counts[p.state.value] += 1
+        counts = {state.value: n for state, n in self._counts.counts.items()}
         text = Text()
         for state in STATE_ORDER:
-            if counts[state] or state in ("running", "queued", "completed"):
-                text.append(f"{counts[state]} ", style="bold")
+            if counts.get(state) or state in ("running", "queued"):
+                text.append(f"{counts.get(state, 0)} ", style="bold")
                 text.append(f"{state}  ", style=self._state_style(state))
-        self.query_one("#counts", Static).update(text)
+        self.query_one("#counts", TextLine).set_text(text)
 
     def _tick(self) -> None:
         """Once a second: the status bar, the sparklines, ages and elapsed times."""
-        if self._stopped:
+        if self._stopped or not self.is_running:  # not while the screen is torn down
             return
-        self._lag_window.append(self._lag_now)
+        self._lag_window.append(self._lag_peak)
+        self._lag_peak = self._lag_now
         if len(self._lag_window) >= 10:
             self._lag_history.append(max(self._lag_window))
             self._lag_window = []
@@ -447,8 +482,10 @@ class SwitchboardApp(App[None]):
         while self._minute < minute:
             self._minute += 1
             self._done_minutes.append(0)
-        self.query_one("#completions", Sparkline).data = list(self._done_minutes)
-        self.query_one("#lag", Sparkline).data = list(self._lag_history) + [self._lag_now]
+        done = self._done_minutes
+        self.query_one("#completions", TextLine).set_text(Text(f"{sparkline(done, SPARK_POINTS, 10)} {done[-1]:>4}"))
+        lags = [*self._lag_history, max(self._lag_window, default=0.0)]  # the worst of each 10 s
+        self.query_one("#lag", TextLine).set_text(Text(f"{sparkline(lags, SPARK_POINTS, 20)} {lags[-1]:4.0f}ms"))
         status = self.query_one("#status", StatusBar)
         db = self.settings.db_path
         parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {_short(db)}"]
@@ -460,7 +497,7 @@ class SwitchboardApp(App[None]):
             parts.append("read-only" if self.read_only else "observer")
             if owner is not None:
                 parts.append(f"dispatched by {owner.role} pid {owner.pid}")
-        status.update(literal("  │  ".join(parts)))
+        status.set_text(literal("  │  ".join(parts)))
         if self.source is not None and self.source.running():
             self._dirty.add("active")
             self._schedule_refresh()
@@ -471,6 +508,7 @@ class SwitchboardApp(App[None]):
             t = time.perf_counter()
             await asyncio.sleep(0.1)
             self._lag_now = max(0.0, (time.perf_counter() - t - 0.1) * 1000)
+            self._lag_peak = max(self._lag_peak, self._lag_now)
 
     # -- selection -----------------------------------------------------------------------------------
 
@@ -515,6 +553,11 @@ class SwitchboardApp(App[None]):
         return self.source.processes.get(pid) if self.source and pid else None
 
     # -- actions ---------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.LIST_ACTIONS and (isinstance(self.screen, ModalScreen) or isinstance(self.focused, Input)):
+            return False  # the key is the input's or the dialog's
+        return True
 
     def _can_act(self) -> bool:
         if self.read_only:
@@ -608,9 +651,12 @@ class SwitchboardApp(App[None]):
         self._filter_target = focused.id if isinstance(focused, RowList) else "queue"
         box = self.query_one("#filter", Input)
         box.value = self.filters.get(self._filter_target, "")
+        box.cursor_position = len(box.value)
         box.placeholder = f"filter {self._filter_target} (esc to close)"
         box.display = True
-        box.focus()
+        # at once, not on the next turn (`focus()` is deferred): keys typed right after `/`
+        # belong to the filter, never to the list's actions (`r` would resume)
+        self.screen.set_focus(box)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -637,13 +683,14 @@ class SwitchboardApp(App[None]):
 
     def action_toggle_all(self) -> None:
         self.show_all = not self.show_all
+        self._build_views()
         self._dirty.add("queue")
         self._refresh()
         self.notify("showing completed processes too" if self.show_all else "hiding completed processes")
 
     async def action_export(self) -> None:
         focused = self.focused if isinstance(self.focused, RowList) else self.query_one("#queue", RowList)
-        rows = [_export_row(item) for item in focused.items]
+        rows = [_export_row(item, focused) for item in focused.items]
         folder = self.settings.resolved_data_dir / "exports"
         stem = folder / f"{focused.id}-{time.strftime('%Y%m%d-%H%M%S')}"
         await asyncio.to_thread(_write_exports, stem, rows)
@@ -746,20 +793,24 @@ class SwitchboardApp(App[None]):
         self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
 
 
+def _edge_label(d: Any) -> str:
+    return d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
+
+
 def _short(path: Path) -> str:
     home = str(Path.home())
     text = str(path)
     return "~" + text[len(home):] if text.startswith(home + "/") else text
 
 
-def _export_row(item: Any) -> dict[str, Any]:
+def _export_row(item: Any, rows: RowList) -> dict[str, Any]:
+    """Processes and events as their JSON; other rows as the columns shown, by title."""
     if isinstance(item, Process):
         return item.summary()
     if isinstance(item, Event):
         return item.to_json()
-    if isinstance(item, tuple):
-        return {f"column{i}": clean(v) for i, v in enumerate(item)}
-    return {"value": clean(item)}
+    cells = rows.render_row(item)
+    return {c.title.lower(): "".join(part for part, _ in cell_parts(v)).strip() for c, v in zip(rows.columns, cells)}
 
 
 def _write_exports(stem: Path, rows: list[dict[str, Any]]) -> None:

@@ -8,13 +8,19 @@ through the owner's inbox, exactly as the CLI's do."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, overload
 
 from console.engine.graph import DependencyGraph
 from console.engine.orchestrator import Orchestrator
 from console.model import Event, Process, ResumeRequest, State, UserError
 from console.settings import Settings
 from console.store import Command, LeaseHolder, Store
+
+
+OPERATOR_ORDER = {State.FAILED: 0, State.INTERRUPTED: 1, State.BLOCKED: 2, State.CANCELLED: 3, State.PENDING: 4}
 
 
 class Source:
@@ -35,9 +41,21 @@ class Source:
 
     def needs_operator(self) -> list[Process]:
         """Stopped work nobody will restart by itself."""
-        order = {State.FAILED: 0, State.INTERRUPTED: 1, State.BLOCKED: 2, State.CANCELLED: 3, State.PENDING: 4}
-        out = [p for p in self.processes.values() if p.state in order and p.id not in self.requests]
-        return sorted(out, key=lambda p: (order[p.state], -p.updated_at))
+        out = [p for p in self.processes.values() if p.state in OPERATOR_ORDER and p.id not in self.requests]
+        return sorted(out, key=lambda p: (OPERATOR_ORDER[p.state], -p.updated_at))
+
+    def queue_key(self, p: Process, with_completed: bool = False) -> tuple[Any, ...] | None:
+        """Where a process stands in the queue pane: requests in dispatch order, then stopped
+        work that needs an operator, then (when asked) completed work, newest first."""
+        req = self.requests.get(p.id)
+        if req is not None:
+            return (0, *req.sort_key())
+        rank = OPERATOR_ORDER.get(p.state)
+        if rank is not None:
+            return (1, rank, -p.updated_at)
+        if with_completed and p.state is State.COMPLETED:
+            return (2, -p.updated_at)
+        return None
 
     async def act(self, kind: str, payload: dict[str, Any]) -> str:
         raise NotImplementedError
@@ -107,3 +125,72 @@ class StoreSource(Source):
         if status != "done":
             raise UserError(message)
         return message
+
+
+class OrderedView(Sequence[Process]):
+    """Some of the processes, in an order, kept sorted by placing again only the processes
+    that changed since the last refresh: re-sorting 10,000 on every refresh cost ~10 ms
+    of loop time. `key(process)` is its place, or None when it is not in the view."""
+
+    def __init__(self, processes: dict[str, Process], key: Callable[[Process], Any]) -> None:
+        self._processes = processes
+        self._key = key
+        self._sorted: list[tuple[Any, str]] = []
+        self._placed: dict[str, tuple[Any, str]] = {}
+        self.rebuild(processes)
+
+    def rebuild(self, processes: dict[str, Process]) -> None:
+        self._processes = processes
+        entries = ((self._key(p), p.id) for p in processes.values())
+        self._sorted = sorted(e for e in entries if e[0] is not None)
+        self._placed = {pid: (k, pid) for k, pid in self._sorted}
+
+    def update(self, pids: Iterable[str]) -> None:
+        for pid in pids:
+            old = self._placed.pop(pid, None)
+            if old is not None:
+                del self._sorted[bisect_left(self._sorted, old)]
+            p = self._processes.get(pid)
+            key = self._key(p) if p is not None else None
+            if key is not None:
+                entry = (key, pid)
+                insort(self._sorted, entry)
+                self._placed[pid] = entry
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    @overload
+    def __getitem__(self, index: int) -> Process: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Process]: ...
+    def __getitem__(self, index: int | slice) -> Process | list[Process]:
+        if isinstance(index, slice):
+            return [self._processes[pid] for _, pid in self._sorted[index]]
+        return self._processes[self._sorted[index][1]]
+
+
+class StateCounts:
+    """Processes per state for the header, kept up to date from the processes that changed."""
+
+    def __init__(self, processes: dict[str, Process]) -> None:
+        self.rebuild(processes)
+
+    def rebuild(self, processes: dict[str, Process]) -> None:
+        self._processes = processes
+        self._state = {pid: p.state for pid, p in processes.items()}
+        self.counts: Counter[State] = Counter(self._state.values())
+
+    def update(self, pids: Iterable[str]) -> None:
+        for pid in pids:
+            p = self._processes.get(pid)
+            old = self._state.get(pid)
+            new = p.state if p is not None else None
+            if old is not new:
+                if old is not None:
+                    self.counts[old] -= 1
+                if new is not None:
+                    self.counts[new] += 1
+                    self._state[pid] = new
+                else:
+                    self._state.pop(pid, None)
