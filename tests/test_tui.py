@@ -273,3 +273,38 @@ async def test_panes_kept_up_incrementally_match_a_full_rebuild(tmp_path):
         assert [p.id for p in app.screen.query_one("#queue", RowList).items] == [p.id for p in fresh]
         assert app._counts.counts == StateCounts(engine.processes).counts
         await pilot.press("q")
+
+
+def test_whole_graph_layout_placed_incrementally_equals_a_rebuild():
+    from console.engine.graph import DependencyGraph
+    from console.model import Dependency, DependencyType, Process
+    from console.tui.source import GraphLayout
+
+    processes: dict[str, Process] = {}
+    graph = DependencyGraph()
+
+    def add(pid: str, *ups: str, type_: DependencyType = DependencyType.SEQUENTIAL) -> None:
+        processes[pid] = Process(id=pid, kind="python", created_at=float(len(processes)))
+        for up in ups:
+            graph.add(Dependency(dependent=pid, dependency=up, type=type_))
+
+    def fresh() -> list:
+        return GraphLayout().sync(processes, graph)
+
+    add("a"), add("b", "a"), add("c", "b"), add("x")
+    layout = GraphLayout()
+    assert layout.sync(processes, graph) == fresh()
+    rebuilds = []
+    rebuild = layout._rebuild
+    layout._rebuild = lambda *args: (rebuilds.append(1), rebuild(*args))
+    add("d", "c", "x")  # deepest so far
+    add("e", "a")
+    add("f", "e", type_=DependencyType.PARALLEL)  # orders nothing: a root, shown with its edge
+    assert layout.sync(processes, graph) == fresh()
+    assert [r[1] for r in layout.rows][:4] == ["a", "x", "f", "b"]
+    assert dict((r[1], r[0]) for r in layout.rows)["d"] == "      "
+    assert not rebuilds  # new processes were placed by their own edges
+    graph.add(Dependency(dependent="x", dependency="c"))  # an edge between placed processes
+    assert layout.sync(processes, graph) == fresh()
+    assert dict((r[1], r[0]) for r in layout.rows)["d"] == "        "
+    assert rebuilds == [1]

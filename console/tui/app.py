@@ -28,7 +28,7 @@ from textual.widgets import Footer, Input, Static
 from console.model import Event, Process, State, UserError
 from console.settings import Settings
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
-from console.tui.source import LiveSource, OrderedView, Source, StateCounts, StoreSource
+from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
 from console.tui.widgets import Column, Row, RowList, StatusBar, TextLine, cell_parts, clean, literal, progress_cell, sparkline
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class SwitchboardApp(App[None]):
         self._touched: set[str] = set()  # processes changed since the last refresh
         self._queue_view: OrderedView | None = None
         self._counts: StateCounts | None = None
-        self._graph_rows: tuple[Any, list[Any]] = (None, [])  # (structure it was built for, rows)
+        self._graph_layout = GraphLayout()  # the whole-graph view's rows
         self._refresh_timer: Any = None
         self._lag_now = 0.0
         self._lag_peak = 0.0  # the worst since the last tick
@@ -383,7 +383,8 @@ class SwitchboardApp(App[None]):
         src = self.source
         rows: Sequence[tuple[str, str, str]] = []
         if self.whole_graph:
-            rows = self._filtered("graph", self._whole_graph_rows(), lambda r: f"{r[1]} {self._state_of(r[1])}")
+            rows = self._filtered("graph", list(self._graph_layout.sync(src.processes, src.graph)),
+                                  lambda r: f"{r[1]} {self._state_of(r[1])}")
         elif self.selected_id and self.selected_id in src.processes:
             pid = self.selected_id
             rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
@@ -391,36 +392,6 @@ class SwitchboardApp(App[None]):
         self._set("graph", rows)
         pane = self.query_one("#graph-pane")
         pane.border_title = "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
-
-    def _whole_graph_rows(self) -> list[tuple[str, str, str]]:
-        """Every process by depth (longest path from a root), roots first: O(V + E), and built
-        again only when processes or edges are added (states are looked up as rows render)."""
-        src = self.source
-        structure = (id(src.processes), len(src.processes), len(src.graph))
-        if self._graph_rows[0] == structure:
-            return self._graph_rows[1]
-        depth: dict[str, int] = {}
-        order = sorted(src.processes.values(), key=lambda p: p.created_at)
-        pending = {p.id: sum(1 for d in src.graph.upstream(p.id) if d.type.orders) for p in order}
-        ready = deque(pid for pid, n in pending.items() if n == 0)
-        for pid in ready:
-            depth[pid] = 0
-        while ready:
-            pid = ready.popleft()
-            for d in src.graph.downstream(pid):
-                if not d.type.orders or d.dependent not in pending:
-                    continue
-                depth[d.dependent] = max(depth.get(d.dependent, 0), depth[pid] + 1)
-                pending[d.dependent] -= 1
-                if pending[d.dependent] == 0:
-                    ready.append(d.dependent)
-        rows = []
-        for p in sorted(order, key=lambda p: (depth.get(p.id, 0), p.created_at)):
-            ups = [d.dependency for d in src.graph.upstream(p.id)]
-            edge = f"← {', '.join(ups)}" if ups else "root"
-            rows.append(("  " * min(depth.get(p.id, 0), 8), p.id, edge))
-        self._graph_rows = (structure, rows)
-        return rows
 
     def _state_of(self, pid: str) -> str:
         p = self.source.processes.get(pid) if self.source else None
