@@ -49,31 +49,40 @@ class DependencyGraph:
 
     def find_cycle(self, extra: Iterable[Dependency] = ()) -> list[str] | None:
         """A cycle through ordering edges (sequential, data), existing plus `extra`, as a
-        list of ids that starts and ends with the same id; None if there is none."""
-        succ: dict[str, list[str]] = defaultdict(list)
-        for d in list(self.edges()) + list(extra):
+        list of ids that starts and ends with the same id; None if there is none.
+
+        The existing edges were checked when they were added, so a new cycle must pass through
+        a new edge: the search starts only there and uses the graph's own adjacency. (It used to
+        rebuild and walk the whole graph: ~8 ms per voice request beside a 1,000-process DAG.)"""
+        added: dict[str, list[str]] = defaultdict(list)  # dependency -> dependents, new edges
+        for d in extra:
             if d.type.orders:
-                succ[d.dependency].append(d.dependent)
+                added[d.dependency].append(d.dependent)
+        if not added:
+            return None
+
+        def children(node: str) -> list[str]:
+            return [d.dependent for d in self._downstream.get(node, ()) if d.type.orders] + added.get(node, [])
+
         WHITE, GREY, BLACK = 0, 1, 2
         colour: dict[str, int] = defaultdict(int)
-        for root in list(succ):
+        for root in list(added):
             if colour[root] != WHITE:
                 continue
             # iterative DFS: deep workflows must not hit the recursion limit
-            stack: list[tuple[str, int]] = [(root, 0)]
+            stack: list[tuple[str, list[str], int]] = [(root, children(root), 0)]
             path: list[str] = [root]
             colour[root] = GREY
             while stack:
-                node, i = stack[-1]
-                children = succ.get(node, [])
-                if i < len(children):
-                    stack[-1] = (node, i + 1)
-                    child = children[i]
+                node, kids, i = stack[-1]
+                if i < len(kids):
+                    stack[-1] = (node, kids, i + 1)
+                    child = kids[i]
                     if colour[child] == GREY:
                         return path[path.index(child):] + [child]
                     if colour[child] == WHITE:
                         colour[child] = GREY
-                        stack.append((child, 0))
+                        stack.append((child, children(child), 0))
                         path.append(child)
                 else:
                     colour[node] = BLACK

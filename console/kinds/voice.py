@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from console.engine.context import RunContext
+from console.engine.pacing import Pacer
 from console.kinds import SpecError
 from console.model import Call, PermanentFailure, Turn, VoiceRequest
 from console.store import WriteBatch
@@ -43,6 +44,7 @@ class VoiceKind:
                     audio = await asyncio.to_thread(path.read_bytes)  # file I/O off the loop
                 except OSError as e:
                     raise PermanentFailure(f"cannot read {path}: {e.strerror}") from None
+                await ctx.service("groq-pacer", Pacer).turn()
                 transcript, ms = await gateway.transcribe(audio, path.name, settings.stt_model)
             cp["transcript"] = transcript
             vr.transcript, vr.latency_ms["stt"], vr.stage = transcript, round(ms, 1), "replying"
@@ -57,6 +59,7 @@ class VoiceKind:
                     messages.append({"role": ROLES[turn.role], "content": text})
             if len(messages) == 1 or messages[-1]["content"] != vr.transcript:
                 messages.append({"role": "user", "content": vr.transcript or ""})
+            await ctx.service("groq-pacer", Pacer).turn()  # the SDK's CPU slice, one request per turn
             result = await gateway.chat(messages, settings.chat_model)
             cp["reply"] = result.content
             vr.reply, vr.model, vr.usage = result.content, result.model, result.usage
@@ -66,6 +69,7 @@ class VoiceKind:
                              Turn(vr.call_id, "assistant", result.content, source=vr.process_id))
 
         if settings.speech and "speech_path" not in cp:
+            await ctx.service("groq-pacer", Pacer).turn()
             audio, ms = await gateway.speak(cp["reply"], settings.tts_model, settings.tts_voice)
             folder = ctx.settings.resolved_data_dir / "speech"
             path = folder / f"{vr.id}.wav"

@@ -50,14 +50,31 @@ _UPSERT_PROCESS = (
 _REQUEST_COLUMNS = ("process_id", "priority", "requested_at", "seq", "source", "not_before", "force_immediate")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+# Built once: json.dumps with options builds a new encoder on every call (measured: a tenth of
+# the engine's time at 10,000 processes went to encoding rows).
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
-def _process_row(p: Process) -> tuple:
+class _SpecJson:
+    """A process's spec and resources as JSON, encoded once: they never change after
+    registration, yet the row is written at every transition. Checked by identity, so a
+    replaced spec is encoded again."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[Any, Any, str, str]] = {}
+
+    def __call__(self, p: Process) -> tuple[str, str]:
+        hit = self._cache.get(p.id)
+        if hit is None or hit[0] is not p.spec or hit[1] is not p.resources:
+            hit = self._cache[p.id] = (p.spec, p.resources, _dumps(p.spec), _dumps(p.resources))
+        return hit[2], hit[3]
+
+
+def _process_row(p: Process, spec_json: Callable[[Process], tuple[str, str]] | None = None) -> tuple:
     m = p.metrics
+    spec, resources = spec_json(p) if spec_json is not None else (_dumps(p.spec), _dumps(p.resources))
     return (
-        p.id, p.kind, p.priority.value, _dumps(p.spec), _dumps(p.resources), p.max_attempts,
+        p.id, p.kind, p.priority.value, spec, resources, p.max_attempts,
         p.state.value, p.reason, p.progress, p.attempt, p.failures,
         _dumps(p.interruption.to_json()) if p.interruption else None,
         _dumps(p.checkpoint) if p.checkpoint is not None else None, p.checkpoint_seq,
@@ -140,6 +157,7 @@ class SqliteStore:
         self._inflight_done: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written by the group committer (for tests and benchmarks)
+        self._spec_json = _SpecJson()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -244,7 +262,7 @@ class SqliteStore:
     async def _apply(self, b: WriteBatch) -> None:
         # Row building (JSON) happens here on the loop; the statements then run as one call on
         # aiosqlite's thread: one hop per transaction instead of one per statement (~73 µs each).
-        statements = _statements(b)
+        statements = _statements(b, self._spec_json)
         await self._require()._execute(_run_transaction, self._require()._conn, statements)
         self.commits += 1
 
@@ -482,11 +500,12 @@ class SqliteStore:
         return [_transfer_from(r) for r in rows]
 
 
-def _statements(b: WriteBatch) -> list[tuple[str, list[tuple]]]:
+def _statements(b: WriteBatch, spec_json: Callable[[Process], tuple[str, str]] | None = None
+                ) -> list[tuple[str, list[tuple]]]:
     """The batch as (sql, rows) pairs, in an order that respects the foreign keys."""
     out: list[tuple[str, list[tuple]]] = []
     if b.processes:
-        out.append((_UPSERT_PROCESS, [_process_row(p) for p in b.processes.values()]))
+        out.append((_UPSERT_PROCESS, [_process_row(p, spec_json) for p in b.processes.values()]))
     if b.dependencies:
         out.append(("INSERT OR IGNORE INTO dependencies VALUES (?, ?, ?, ?, ?)",
                     [(d.dependent, d.dependency, d.type.value, d.required_completion_percent, d.timeout_minutes)
