@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit when nothing is queued or running: 0 if every process completed, else 1")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="processes running at once")
     p.add_argument("--synchronous", choices=["NORMAL", "FULL"], help="SQLite durability (FULL survives power loss)")
+    _listen_flag(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("load", help="register a workflow file's processes and queue them")
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _console_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
     p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
+    _listen_flag(p)
+
+
+def _listen_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="serve the HTTP intake there (setting intake.listen; beyond 127.0.0.1 it needs a token)")
 
 
 def _waiting(p: argparse.ArgumentParser) -> None:
@@ -125,7 +132,24 @@ def _settings(args: argparse.Namespace, **overrides: Any):
 
     if args.db:
         overrides["db"] = Path(args.db)
+    if getattr(args, "listen", None):
+        from console.intake.listen import parse_listen
+
+        try:
+            parse_listen(args.listen)
+        except ValueError as e:
+            raise UserError(f"--listen {e}") from None
+        overrides["intake"] = {"listen": args.listen}
     return load_settings(args.config, **overrides)
+
+
+def _listener(settings):
+    """The intake's socket, bound before anything is written (a refusal is one line, exit 2)."""
+    if not settings.intake.listen:
+        return None
+    from console.intake import listener_for
+
+    return listener_for(settings)
 
 
 async def _with_store(settings, fn: Callable[[Any], Awaitable[int]]) -> int:
@@ -156,10 +180,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         store["synchronous"] = args.synchronous
     settings = _settings(args, engine=engine or None, store=store or None)
     workflow = parse_workflow(args.workflow) if args.workflow else None
-    _ensure_data_dir(settings)
-    if workflow is not None:
-        asyncio.run(_with_store(settings, lambda store: _precheck(store, settings, workflow)))
-    return asyncio.run(headless.run(settings, workflow, args.until_idle))
+    listener = _listener(settings)
+    try:
+        _ensure_data_dir(settings)
+        if workflow is not None:
+            asyncio.run(_with_store(settings, lambda store: _precheck(store, settings, workflow)))
+        return asyncio.run(headless.run(settings, workflow, args.until_idle, listener=listener))
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 async def _precheck(store, settings, workflow) -> int:
@@ -227,15 +256,13 @@ def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Ca
         if status != "done":
             print(f"switchboard: {message}", file=sys.stderr)
             return 1
+        from console.voice.center import with_process
+
         record = json.loads(message)
         process = await store.get_process(record["process_id"])
         fresh = (await store.get_voice_request(record["id"]) if kind == "voice"
                  else await store.get_transfer(record["id"]))
-        record = {**fresh.to_json(), "state": process.state.value if process else None}
-        if process is not None and process.interruption and process.state.value != "completed":
-            record["interruption"] = process.interruption.to_json()
-        if process is not None and process.reason:
-            record["reason"] = process.reason
+        record = with_process(fresh.to_json(), process)
         print(json.dumps(record, indent=2) if args.json else show(record))
         if not args.wait:
             return 0
@@ -435,7 +462,9 @@ def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
 
     from console.tui.themes import ThemeError
 
-    settings = settings or _settings(args)
+    if settings is None:
+        settings = _settings(args)
+        _check_listen(args, settings)
     _ensure_data_dir(settings)
     if not settings.db_path.parent.is_dir():
         raise UserError(f"{settings.db_path.parent}: the database's folder does not exist")
@@ -458,8 +487,20 @@ def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from console.demo.seed import demo_settings, seed
 
-    settings = demo_settings(_settings(args), args.db)
-    return cmd_console(args, prepare=seed, settings=settings)
+    settings = _settings(args)
+    _check_listen(args, settings)  # before the old demo database is removed
+    return cmd_console(args, prepare=seed, settings=demo_settings(settings, args.db))
+
+
+def _check_listen(args: argparse.Namespace, settings) -> None:
+    """The console binds its intake once its engine runs; refuse a bad address up front."""
+    if args.read_only:
+        if args.listen:
+            raise UserError("--listen needs the console to run the engine: not with --read-only")
+        return
+    listener = _listener(settings)
+    if listener is not None:
+        listener.close()
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

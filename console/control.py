@@ -60,22 +60,63 @@ def settled(state: State, has_request: bool) -> bool:
     return state in SETTLED or (state is State.INTERRUPTED and not has_request)
 
 
+class Settling:
+    """Who waits for which process to settle, on the owner's engine. One bus subscriber
+    however many wait (the intake may hold hundreds of waiting requests): an event wakes
+    only the waiters of its own process."""
+
+    def __init__(self, engine: Orchestrator):
+        self.engine = engine
+        self._waiters: dict[str, list[tuple[asyncio.Event, float | None]]] = {}
+        engine.bus.subscribe(self._on_event)
+
+    def _on_event(self, event: Any) -> None:
+        waiters = self._waiters.get(event.process_id)
+        if waiters:
+            for done, give_up_at in waiters:
+                if self._done(event.process_id, give_up_at):
+                    done.set()
+
+    def _done(self, process_id: str, give_up_at: float | None) -> bool:
+        p = self.engine.processes.get(process_id)
+        if p is None:
+            return False
+        if settled(p.state, process_id in self.engine.requests):
+            return True
+        # a retry set for after the waiter gives up (a long retry-after): waiting cannot help
+        retry_at = p.interruption.retry_at if p.interruption else None
+        return (p.state is State.WAITING and give_up_at is not None and retry_at is not None
+                and retry_at > give_up_at)
+
+    async def wait(self, process_id: str, timeout: float | None, stop: asyncio.Event | None = None) -> bool:
+        """Wait until the process settles or will not retry before `timeout` (True), or until
+        `timeout` passes or `stop` is set (False)."""
+        give_up_at = None if timeout is None else time.time() + timeout
+        if self._done(process_id, give_up_at):
+            return True
+        entry = (asyncio.Event(), give_up_at)
+        self._waiters.setdefault(process_id, []).append(entry)
+        waits = [asyncio.ensure_future(entry[0].wait())]
+        if stop is not None:
+            waits.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            waiters = self._waiters[process_id]
+            waiters.remove(entry)
+            if not waiters:
+                del self._waiters[process_id]
+        return entry[0].is_set()
+
+
+def settling(engine: Orchestrator) -> Settling:
+    return engine.service("settling", lambda: Settling(engine))
+
+
 async def _run_until_settled(engine: Orchestrator, process_id: str, timeout: float | None) -> State | None:
-    done = asyncio.Event()
-
-    def check(_event: Any = None) -> None:
-        p = engine.processes.get(process_id)
-        if p is not None and settled(p.state, process_id in engine.requests):
-            done.set()
-
-    unsubscribe = engine.bus.subscribe(check)
-    try:
-        check()
-        await asyncio.wait_for(done.wait(), timeout)
-    except asyncio.TimeoutError:
-        pass
-    finally:
-        unsubscribe()
+    await settling(engine).wait(process_id, timeout)
     p = engine.processes.get(process_id)
     return p.state if p else None
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from console.app import make_engine
 from console.engine.workflow import Workflow
@@ -38,7 +39,8 @@ class JsonLines:
 
 
 async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
-              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+              out: TextIO = sys.stdout, err: TextIO = sys.stderr, listener: socket.socket | None = None) -> int:
+    """`listener`: a bound socket to serve the HTTP intake on (see console.intake)."""
     store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
     await store.open()
     orchestrator = make_engine(store, settings, role="runner")
@@ -47,9 +49,16 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
+    intake: Any = None
     try:
         orchestrator.bus.subscribe(JsonLines(out))
         await orchestrator.start()
+        if listener is not None:
+            from console.intake import start_intake
+
+            intake = await start_intake(orchestrator, settings, sock=listener)
+            err.write(f"switchboard: intake listening on {intake.url}\n")
+            err.flush()
         if workflow is not None:
             result = await orchestrator.load(workflow)
             err.write(f"switchboard: {workflow.source}: {result.describe()}\n")
@@ -62,6 +71,8 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if intake is not None:  # first: its waiting requests answer before the engine stops
+            await intake.aclose()
         await orchestrator.stop()
         await store.close()
     states = [p.state for p in orchestrator.processes.values()]

@@ -260,6 +260,14 @@ class UserError(Exception):
     """A mistake in what the user gave us: printed as one line, exit status 2."""
 
 
+class NotFound(UserError):
+    """The user named something that does not exist (HTTP 404 at the intake)."""
+
+
+class Conflict(UserError):
+    """The action does not fit the thing's current state (HTTP 409 at the intake)."""
+
+
 class Interrupted(Exception):
     """Raised by a handler (or a python-kind entry point) to stop mid-way, resumably.
 

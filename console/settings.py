@@ -108,6 +108,37 @@ class TransferSettings(_Section):
     wait_for_voice_percent: float = Field(50.0, gt=0, le=100)
 
 
+class IntakeSettings(_Section):
+    # HOST:PORT for the HTTP intake (`--listen`); None: no intake. 127.0.0.1 by default: any
+    # other address needs a token.
+    listen: str | None = None
+    # Bearer token the front end sends (env SWITCHBOARD_INTAKE__TOKEN; never in config files).
+    token: SecretStr | None = None
+    # The largest request body, except an audio upload (which may be voice.max_audio_mb).
+    max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
+    # POST /ai-voice waits this long for the reply, then answers with the state it has.
+    voice_wait_timeout_s: float = Field(20.0, gt=0, le=600)
+    # Requests still being answered get this long at shutdown.
+    shutdown_grace_s: float = Field(2.0, ge=0, le=60)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            from console.intake.listen import parse_listen
+
+            parse_listen(v)  # raises ValueError naming the mistake
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        text = v.get_secret_value() if v is not None else None
+        if text is not None and (not 16 <= len(text) <= 1000 or text.strip() != text):
+            raise ValueError("the token must be 16 to 1000 characters, without spaces around it")
+        return v
+
+
 class TuiSettings(_Section):
     theme: str = "switchboard-dark"
     # binding id -> keys, e.g. { resume = "ctrl+r" } (see `?` in the console for the ids)
@@ -130,6 +161,7 @@ class Settings(BaseSettings):
     groq: GroqSettings = Field(default_factory=GroqSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     transfer: TransferSettings = Field(default_factory=TransferSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     tui: TuiSettings = Field(default_factory=TuiSettings)
     # The Groq SDK's own variables. The key is a secret: never printed, logged or stored.
     groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY", "groq_api_key"))
@@ -168,7 +200,8 @@ def _check_toml(path: Path) -> None:
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
     sections = {"engine": EngineSettings, "store": StoreSettings, "groq": GroqSettings,
-                "voice": VoiceSettings, "transfer": TransferSettings, "tui": TuiSettings}
+                "voice": VoiceSettings, "transfer": TransferSettings, "tui": TuiSettings,
+                "intake": IntakeSettings}
     for key, value in data.items():
         if key == "groq_api_key":
             raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "
@@ -176,6 +209,9 @@ def _check_toml(path: Path) -> None:
         if key in sections:
             if not isinstance(value, dict):
                 raise UserError(f"{path}: [{key}] must be a table")
+            if key == "intake" and "token" in value:
+                raise UserError(f"{path}: keep intake.token out of config files; set "
+                                "SWITCHBOARD_INTAKE__TOKEN in the environment or in .env")
             for sub in value:
                 if sub not in sections[key].model_fields:
                     raise UserError(f"{path}: unknown setting {key}.{sub}")
@@ -188,7 +224,7 @@ def _describe(err: ValidationError) -> str:
     name = ".".join(str(p) for p in first["loc"]) or "settings"
     value = first.get("input")
     shown = value if not isinstance(value, (dict, list)) else "…"
-    if "api_key" in name:
+    if "api_key" in name or "token" in name:
         shown = "…"  # never echo a secret
     return f"invalid setting {name}={shown!r}: {first['msg']}"
 

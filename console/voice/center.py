@@ -18,8 +18,10 @@ from console.engine.workflow import ID_PATTERN, Workflow
 from console.model import (
     TRANSFER_FINAL,
     Call,
+    Conflict,
     Dependency,
     DependencyType,
+    NotFound,
     Priority,
     Process,
     State,
@@ -114,12 +116,35 @@ class CallCenter:
         await self.engine.load(Workflow(source=f"voice request for call {call_id}", processes=[process]), extra)
         return vr
 
+    async def get_voice_request(self, request_id: str) -> VoiceRequest:
+        _check_id(request_id, "voice request")
+        vr = await self.store.get_voice_request(request_id)
+        if vr is None:
+            raise NotFound(f"no voice request {request_id!r}")
+        return vr
+
+    async def get_call(self, call_id: str, turns: int = 50) -> Call:
+        _check_id(call_id, "call")
+        call = await self.store.get_call(call_id, turns=turns)
+        if call is None:
+            raise NotFound(f"no call {call_id!r}")
+        return call
+
+    async def list_transfers(self, status: TransferStatus | None = None, limit: int = 50,
+                             offset: int = 0) -> list[Transfer]:
+        """Newest first."""
+        return await self.store.list_transfers(status=status.value if status else None, limit=limit, offset=offset)
+
+    def describe(self, record: VoiceRequest | Transfer) -> dict[str, Any]:
+        """The record's JSON with its process's live state (see `with_process`)."""
+        return with_process(record.to_json(), self.engine.processes.get(record.process_id))
+
     # -- transfers -----------------------------------------------------------------------------------
 
     async def create_transfer(self, call_id: str, from_agent: str, to_agent: str) -> Transfer:
         check_transfer_input(call_id, from_agent, to_agent)
         if await self.store.get_call(call_id, turns=0) is None:
-            raise UserError(f"no call {call_id!r}")
+            raise NotFound(f"no call {call_id!r}")
         tr_id = _new_id("tr")
         now = time.time()
         transfer = Transfer(id=tr_id, call_id=call_id, process_id=tr_id, from_agent=from_agent.strip(),
@@ -143,20 +168,20 @@ class CallCenter:
             raise
         return transfer
 
-    async def _transfer(self, transfer_id: str) -> Transfer:
+    async def get_transfer(self, transfer_id: str) -> Transfer:
         _check_id(transfer_id, "transfer")
         live = self.transfers.get(transfer_id)  # transfer ids are their process ids
         if live is not None:
             return live
         stored = await self.store.get_transfer(transfer_id)
         if stored is None:
-            raise UserError(f"no transfer {transfer_id!r}")
+            raise NotFound(f"no transfer {transfer_id!r}")
         return stored
 
     async def complete_transfer(self, transfer_id: str) -> Transfer:
-        t = await self._transfer(transfer_id)
+        t = await self.get_transfer(transfer_id)
         if t.status is not TransferStatus.READY:
-            raise UserError(f"transfer {t.id} is {t.status.value}; only a ready transfer can be completed")
+            raise Conflict(f"transfer {t.id} is {t.status.value}; only a ready transfer can be completed")
         now = time.time()
         t.status, t.updated_at, t.completed_at = TransferStatus.COMPLETED, now, now
         self.transfers.pop(t.process_id, None)
@@ -169,9 +194,9 @@ class CallCenter:
         return t
 
     async def cancel_transfer(self, transfer_id: str) -> Transfer:
-        t = await self._transfer(transfer_id)
+        t = await self.get_transfer(transfer_id)
         if t.status in TRANSFER_FINAL:
-            raise UserError(f"transfer {t.id} is already {t.status.value}")
+            raise Conflict(f"transfer {t.id} is already {t.status.value}")
         p = self.engine.processes.get(t.process_id)
         if p is not None and p.state not in (State.COMPLETED, State.CANCELLED, State.FAILED):
             await self.engine.cancel(p.id)  # the state hook marks the transfer cancelled
@@ -226,6 +251,17 @@ class CallCenter:
 
     async def _transfer_command(self, a: dict[str, Any]) -> str:
         return await self._json(self.create_transfer(a.get("call_id"), a.get("from_agent"), a.get("to_agent")))
+
+
+def with_process(record: dict[str, Any], p: Process | None) -> dict[str, Any]:
+    """A voice request's or transfer's JSON with its process's `state`, and why it stopped
+    (`interruption`) or waits (`reason`): what the CLI prints and the intake answers."""
+    record = {**record, "state": p.state.value if p else None}
+    if p is not None and p.interruption and p.state is not State.COMPLETED:
+        record["interruption"] = p.interruption.to_json()
+    if p is not None and p.reason:
+        record["reason"] = p.reason
+    return record
 
 
 def call_center(engine: Orchestrator) -> CallCenter:

@@ -113,6 +113,7 @@ class GroqGateway:
         key = settings.groq_api_key.get_secret_value() if settings.groq_api_key else None
         self._key: str | None = key or None
         self._client: AsyncGroq | None = None
+        self._client_lock = asyncio.Lock()
         self._limit = asyncio.Semaphore(settings.groq.concurrency)
         self._on_state = on_state
         self.state = ProviderState("online" if self._key else "no key")
@@ -154,14 +155,21 @@ class GroqGateway:
         if self._key is None:
             self._set_state("no key")
             raise Interrupted(NO_KEY_MESSAGE, InterruptionType.NO_PROVIDER)
-        if self._client is None:
-            await _import_groq()
-            self._client = self._make_client()
+        client = self._client
+        if client is None:
+            # One client for a first burst too (without the lock, every call that arrived
+            # before the first client existed built its own). Building it loads the CA
+            # bundle (~0.1 s), so that happens in a worker thread, off the loop.
+            async with self._client_lock:
+                if self._client is None:
+                    await _import_groq()
+                    self._client = await asyncio.to_thread(self._make_client)
+                client = self._client
         async with self._limit:
             self.in_flight += 1
             t0 = time.perf_counter()
             try:
-                result = await fn(self._client)
+                result = await fn(client)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - every SDK error becomes an outcome

@@ -1,0 +1,76 @@
+"""Where the intake listens: parsing HOST:PORT, the token rule, and binding the socket.
+
+Light on purpose (no web framework imported): the CLI checks all of this before anything
+is written, so a mistake is one line and exit status 2."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from console.model import UserError
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str) -> Listen:
+    """`HOST:PORT` (`[::1]:8040` for IPv6; port 0 = any free port). Raises ValueError."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8040)")
+    host, _, port_text = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:8040")
+    if not host or any(c.isspace() for c in host) or len(host) > 253:
+        raise ValueError(f"{value!r}: the host is missing or not a host name")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
+    return Listen(host, int(port_text))
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def open_listener(listen: Listen, token_set: bool, backlog: int = 2048) -> socket.socket:
+    """Resolve, apply the token rule, bind. Every failure is a UserError naming the address.
+
+    The rule is checked on the resolved address, so a name that points elsewhere than the
+    loopback interface needs a token too."""
+    try:
+        infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UserError(f"--listen {listen}: cannot resolve {listen.host!r} ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    if not is_loopback(address[0]) and not token_set:
+        raise UserError(f"--listen {listen}: listening beyond this machine (127.0.0.1) needs a token: "
+                        "set SWITCHBOARD_INTAKE__TOKEN (16 characters or more)")
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses a TIME_WAIT port
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        why = "the port is already in use" if e.errno == errno.EADDRINUSE else e.strerror
+        raise UserError(f"--listen {listen}: cannot listen there: {why}") from None
+    return sock
+
+
+def bound_address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return str(Listen(host, port))
