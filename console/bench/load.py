@@ -24,7 +24,7 @@ WARM_UP = 4  # the SDK builds its caches on the first requests of a process (~0.
 
 def sizes(quick: bool) -> dict[str, int]:
     return {"dag": 200 if quick else 1000, "voice": 50 if quick else 200,
-            "baseline_voice": 2 if quick else 5}
+            "baseline_voice": 1 if quick else 5}
 
 
 async def _until(predicate: Any, timeout: float, what: str) -> None:

@@ -43,7 +43,7 @@ def _fill(path: Path, rows: int, calls: int) -> None:
 async def measure(quick: bool = False) -> dict[str, Any]:
     from console.store import open_store
 
-    rows = 100_000 if quick else 1_000_000
+    rows = 50_000 if quick else 1_000_000
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "b.db"
         store = open_store(str(path))

@@ -144,6 +144,8 @@ class Orchestrator:
         self._request_seq = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._commits: set[asyncio.Task[None]] = set()  # dispatch passes' commits in flight
+        self._placed_in: dict[int, list[str]] = {}  # id(batch) -> processes it made ready
+        self._placed_by: dict[str, int] = {}  # process -> the store write that made it ready
         self._pending_logs: list[tuple[str, float, str]] = []
         self._log_flush: asyncio.Task[None] | None = None
         self._commands_lock = asyncio.Lock()
@@ -288,7 +290,6 @@ class Orchestrator:
 
     async def _dispatch_once(self) -> None:
         b = WriteBatch()
-        barrier = self.store.barrier()
         self._fire_due_timers(b)
         started: list[_Work] = []
         while len(self._running) < self.config.max_concurrent:
@@ -296,7 +297,9 @@ class Orchestrator:
             if pid is None:
                 break
             work = self._start_run(self.processes[pid], b)
-            work.barrier = barrier
+            # its placement (and what it was placed on: a registration, a dependency's
+            # completion) must be committed; placed by this pass's own timers: what came before
+            work.barrier = self.store.barrier(self._placed_by.pop(pid, None))
             started.append(work)
         self._arm_timer()
         if not b.empty():
@@ -439,6 +442,7 @@ class Orchestrator:
                 shortage = f"never runs with {busy[0]} (running)"
         self._set(p, State.WAITING if shortage else State.QUEUED, shortage, b)
         self._ready.push(req, self._signature(p))
+        self._placed_in.setdefault(id(b), []).append(p.id)
         self._wake.set()
         return False
 
@@ -515,12 +519,22 @@ class Orchestrator:
 
     async def commit(self, b: WriteBatch, extra: Iterable[Event] = ()) -> None:
         """Commit, then announce: nothing is published that a crash could take back."""
-        if not b.empty():
-            await self.store.write(b)
+        await self._write(b)
         for e in b.events:
             self.bus.publish(e)
         for e in extra:
             self.bus.publish(e)
+
+    async def _write(self, b: WriteBatch) -> None:
+        """Every write goes through here: the work that `b` made ready remembers the write's
+        number, so it waits for that commit only (`store.barrier(upto=)`)."""
+        placed = self._placed_in.pop(id(b), ())
+        if b.empty():
+            return
+        number = self.store.submitted + 1  # store.write numbers it before its first wait
+        for pid in placed:
+            self._placed_by[pid] = number
+        await self.store.write(b)
 
     # -- running work ---------------------------------------------------------------------------
 
@@ -651,7 +665,7 @@ class Orchestrator:
             # placed in the same transaction as the progress that frees them (they start once it
             # is committed): one commit between the report and the dependent's start, not two
             self._reconsider(crossed, b)
-        await self.store.write(b)
+        await self._write(b)
         for e in [*b.events[:own], notice, *b.events[own:]]:  # the order a reader expects
             self.bus.publish(e)
 

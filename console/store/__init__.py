@@ -104,8 +104,11 @@ class Store(Protocol):
     async def write(self, batch: WriteBatch) -> None:
         """Commit `batch`; concurrent calls are grouped into one transaction."""
 
-    def barrier(self) -> Awaitable[None] | None:
-        """Done once every write submitted so far is committed; None if all are already."""
+    submitted: int  # write() calls so far; the n-th write is write number n
+
+    def barrier(self, upto: int | None = None) -> Awaitable[None] | None:
+        """Done once every write submitted so far (or the first `upto`) is committed; None if
+        they are already."""
 
     # ownership
     async def acquire_lease(

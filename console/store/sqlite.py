@@ -155,6 +155,9 @@ class SqliteStore:
         self._pending = WriteBatch()
         self._pending_done: asyncio.Future[None] | None = None
         self._inflight_done: asyncio.Future[None] | None = None
+        self.submitted = 0  # write() calls merged so far: a write's number, for barrier(upto=)
+        self._inflight_upto = 0  # the last write in the batch being committed
+        self._committed_upto = 0  # every write up to this one is committed
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written by the group committer (for tests and benchmarks)
         self._spec_json = _SpecJson()
@@ -231,22 +234,30 @@ class SqliteStore:
         if self._pending_done is None:
             self._pending_done = asyncio.get_running_loop().create_future()
         done = self._pending_done
+        self.submitted += 1
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop(), name="store-flush")
         # Shielded: a waiter being cancelled must not cancel the commit others wait for.
         await asyncio.shield(done)
 
-    def barrier(self) -> asyncio.Future[None] | None:
-        """A future done once every write submitted so far is committed; None if all are.
-        (Batches commit in order, so the newest one stands for all before it.)"""
-        future = self._pending_done or self._inflight_done
+    def barrier(self, upto: int | None = None) -> asyncio.Future[None] | None:
+        """A future done once every write submitted so far (or the first `upto`) is committed;
+        None if they are. (Batches commit in order, so a later one stands for all before it.)
+        With `upto`, work placed by a write in the batch being committed need not also wait
+        for the batch that gathers meanwhile: under load that halves its wait."""
+        if upto is not None and upto <= self._committed_upto:
+            return None
+        if upto is not None and upto <= self._inflight_upto:
+            future = self._inflight_done
+        else:
+            future = self._pending_done or self._inflight_done
         return None if future is None or future.done() else future
 
     async def _flush_loop(self) -> None:
         while not self._pending.empty():
             batch, done = self._pending, self._pending_done
             self._pending, self._pending_done = WriteBatch(), None
-            self._inflight_done = done
+            self._inflight_done, self._inflight_upto = done, self.submitted
             try:
                 await self._apply(batch)
             except BaseException as e:  # noqa: BLE001 - handed to every waiter
@@ -256,6 +267,7 @@ class SqliteStore:
                 if isinstance(e, asyncio.CancelledError):
                     raise
             else:
+                self._committed_upto = max(self._committed_upto, self._inflight_upto)
                 if done is not None and not done.done():
                     done.set_result(None)
 
