@@ -481,7 +481,7 @@ def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
     except ThemeError as e:
         raise UserError(str(e)) from None
     app.run()
-    return 0
+    return app.return_code or 0  # 1 when the console stopped on an error
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -308,3 +308,27 @@ def test_whole_graph_layout_placed_incrementally_equals_a_rebuild():
     assert layout.sync(processes, graph) == fresh()
     assert dict((r[1], r[0]) for r in layout.rows)["d"] == "        "
     assert rebuilds == [1]
+
+
+async def test_console_serves_the_intake_and_shows_its_traffic(tmp_path):
+    """`switchboard --listen`: the intake runs on the console's loop; a call posted over a real
+    socket shows in the calls pane, the status bar names the address, quitting closes it."""
+    import httpx
+
+    s = settings(tmp_path).model_copy(update={"intake": settings(tmp_path).intake.model_copy(
+        update={"listen": "127.0.0.1:0"})})
+    app = SwitchboardApp(s)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await wait_for(lambda: app.intake is not None, timeout=10)
+        async with httpx.AsyncClient(base_url=app.intake.url) as client:
+            answer = await client.post("/ai-voice?wait=false", json={"call_id": "call-web", "text": "hello"})
+        assert answer.status_code == 202
+        calls = app.screen.query_one("#calls", RowList)
+        await wait_for(lambda: any(row[1] == "call:call-web" for row in calls.items), timeout=5)
+        app._tick()
+        assert f"intake {app.intake.address}" in app.screen.query_one("#status").text.plain
+        url = app.intake.url
+        await pilot.press("q")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/healthz", timeout=2)

@@ -23,13 +23,13 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from console.model import Event, Process, State, UserError
 from console.settings import Settings
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
-from console.tui.widgets import Column, Row, RowList, StatusBar, TextLine, cell_parts, clean, literal, progress_cell, sparkline
+from console.tui.widgets import Column, KeyBar, Row, RowList, StatusBar, TextLine, cell_parts, clean, literal, progress_cell, sparkline
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class SwitchboardApp(App[None]):
         self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
         self.source: Source | None = None
         self.engine: Any = None
+        self.intake: Any = None  # the HTTP intake, when this console runs the engine and --listen
         self.store: Any = None
         self.provider = "unknown"
         self.selected_id: str | None = None
@@ -163,7 +164,7 @@ class SwitchboardApp(App[None]):
                               id="events")
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
         yield StatusBar(id="status")
-        yield Footer()
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         titles = {"queue-pane": "Queue", "active-pane": "Active resumes", "graph-pane": "Dependencies",
@@ -201,6 +202,7 @@ class SwitchboardApp(App[None]):
                 self.engine = engine
                 self.source = LiveSource(engine)
                 self._build_views()
+                await self._start_intake(engine)
                 self._events.extend(await self.store.events(limit=500))
                 from console.voice.center import call_center
 
@@ -215,8 +217,23 @@ class SwitchboardApp(App[None]):
             self._build_views()
             self.set_interval(0.5, self._poll_store)
             self.provider = "handled by the owner" if owner else "not running"
+            if settings.intake.listen and not self.read_only:
+                who = f"pid {owner.pid}" if owner else "another process"
+                self.notify(f"The HTTP intake is not served: {who} runs this database's engine, and the intake "
+                            "runs beside it (start that one with --listen).", title="intake", severity="warning",
+                            markup=False)
         self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
         self._refresh()
+
+    async def _start_intake(self, engine: Any) -> None:
+        if not self.settings.intake.listen:
+            return
+        from console.intake import start_intake
+
+        try:
+            self.intake = await start_intake(engine, self.settings)
+        except UserError as e:  # e.g. the port was taken since the command line was checked
+            self.notify(clean(str(e)), title="intake", severity="error", markup=False)
 
     def _build_views(self) -> None:
         """The queue's order and the state counts, from scratch (at start, when the observed
@@ -460,6 +477,8 @@ class SwitchboardApp(App[None]):
         status = self.query_one("#status", StatusBar)
         db = self.settings.db_path
         parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {_short(db)}"]
+        if self.intake is not None:
+            parts.append(f"intake {self.intake.address}")
         if self.log_path:
             same = self.log_path.parent == db.parent
             parts.append(f"log {self.log_path.name if same else _short(self.log_path)}")
@@ -667,13 +686,33 @@ class SwitchboardApp(App[None]):
         await asyncio.to_thread(_write_exports, stem, rows)
         self.notify(f"exported {len(rows)} rows to {stem}.csv and .json", markup=False)
 
-    def action_help(self) -> None:
-        keymap = self._keymap if hasattr(self, "_keymap") else {}
+    def key_hints(self) -> list[tuple[str, str, str, Binding]]:
+        """(keys as shown, description, binding id, binding) for every binding, after the
+        keymap from the settings: the help screen and the key bar both show these."""
+        keymap = getattr(self, "_keymap", {})
         rows = []
         for b in self.BINDINGS:
             keys = keymap.get(b.id, b.key) if b.id else b.key
             shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(","))
-            rows.append((shown, b.description, b.id or ""))
+            rows.append((shown, b.description, b.id or "", b))
+        return rows
+
+    def push_screen(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().push_screen(*args, **kwargs)
+        self.call_after_refresh(self._update_keys)  # a dialog's keys replace the lists' keys
+        return result
+
+    def pop_screen(self) -> Any:
+        result = super().pop_screen()
+        self.call_after_refresh(self._update_keys)
+        return result
+
+    def _update_keys(self) -> None:
+        if self.is_running and not self._stopped:
+            self.screen_stack[0].query_one("#keys", KeyBar).update_keys()
+
+    def action_help(self) -> None:
+        rows = [(keys, description, binding_id) for keys, description, binding_id, _ in self.key_hints()]
         rows.append(("ctrl+p", "Command palette", "command_palette"))
         self.push_screen(HelpScreen(rows))
 
@@ -689,6 +728,8 @@ class SwitchboardApp(App[None]):
         self._stopped = True
         for t in self._tasks:
             t.cancel()
+        if self.intake is not None:  # no new requests while the engine drains
+            await self.intake.aclose()
         if self.engine is not None:
             await self.engine.stop()
         if self.store is not None:
