@@ -332,3 +332,24 @@ async def test_console_serves_the_intake_and_shows_its_traffic(tmp_path):
         await pilot.press("q")
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/healthz", timeout=2)
+
+
+async def test_keys_rebound_from_the_settings_act_and_are_shown(tmp_path):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    s = settings(tmp_path)
+    s = s.model_copy(update={"tui": s.tui.model_copy(update={"keymap": {"resume": "x", "export": "f5"}})})
+    app = SwitchboardApp(s)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await select(pilot, "queue", "report")
+        await pilot.press("r")  # no longer bound
+        await pilot.pause(0.2)
+        assert app.engine.processes["report"].state is State.PENDING
+        await pilot.press("x")
+        await wait_for(lambda: app.engine.processes["report"].state is State.COMPLETED)
+        keys = app.screen.query_one("#keys").render().plain
+        assert "x Resume" in keys and "f5 Export" in keys and "r Resume" not in keys
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert ("x", "Resume", "resume") in app.screen.rows
+        await pilot.press("escape", "q")
