@@ -353,3 +353,21 @@ async def test_keys_rebound_from_the_settings_act_and_are_shown(tmp_path):
         await pilot.pause()
         assert ("x", "Resume", "resume") in app.screen.rows
         await pilot.press("escape", "q")
+
+
+async def test_demo_console_comes_alive_and_quitting_keeps_the_running_step_at_its_checkpoint(tmp_path):
+    from console.demo.seed import demo_settings, seed
+
+    app = SwitchboardApp(demo_settings(settings(tmp_path), str(tmp_path / "demo.db")), prepare=seed)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        screen = app.screen
+        await wait_for(lambda: all(screen.query_one(f"#{pane}", RowList).items
+                                   for pane in ("queue", "active", "calls", "events")), timeout=15)
+        await wait_for(lambda: any(p.checkpoint for p in engine.running()), timeout=15)
+        running = next(p for p in engine.running() if p.checkpoint)
+        assert any(p.kind == "voice" and p.state is State.INTERRUPTED for p in engine.processes.values())
+        await pilot.press("q")
+    assert running.state is State.INTERRUPTED and running.interruption.type.value == "shutdown"
+    assert running.checkpoint  # it resumes from there

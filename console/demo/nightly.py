@@ -45,11 +45,17 @@ CHUNKS = 5  # training chunks: one model snapshot (and 20 % progress) per chunk
 
 async def _report(ctx: RunContext, progress: float | None = None, **kwargs: Any) -> None:
     """ctx.report, then a pause of `args.pace_s` (0 by default): the console's demo sets one
-    so a person can watch the night go by; headless runs stay fast."""
+    so a person can watch the night go by; headless runs stay fast. A shutdown ends the pause
+    at once: the step has just checkpointed, so it stops there instead of using up the
+    engine's grace period (and resumes from that checkpoint at the next start)."""
     await ctx.report(progress, **kwargs)
     pace = float(ctx.args.get("pace_s", 0))
     if pace:
-        await asyncio.sleep(pace)
+        try:
+            await asyncio.wait_for(ctx.stopping.wait(), pace)
+        except asyncio.TimeoutError:
+            return
+        raise Interrupted("stopped at its checkpoint for a shutdown", "shutdown")
 
 
 def _shared(ctx: RunContext) -> Path:
