@@ -38,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     _console_flags(p)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("serve", help="the console in a web browser (textual-serve), on this machine only")
+    _common(p)
+    p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
+    p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
+    p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("run", help="run the orchestrator headless; events as JSON lines on stdout")
     _common(p)
     p.add_argument("--workflow", metavar="FILE", help="load this workflow first")
@@ -482,6 +490,46 @@ def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
         raise UserError(str(e)) from None
     app.run()
     return app.return_code or 0  # 1 when the console stopped on an error
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Each browser tab gets its own console process (textual-serve runs the command): the
+    first to start runs the engine, the others observe it and act through its inbox."""
+    import shlex
+    import socket
+
+    from console.tui.themes import ThemeError
+
+    if args.host not in LOOPBACK:
+        raise UserError(f"--host {args.host}: the browser console has no login, so it listens on this machine "
+                        "only (127.0.0.1, ::1, localhost); reach it from elsewhere through an SSH tunnel")
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: not a port (1-65535)")
+    settings = _settings(args)
+    from console.tui.app import SwitchboardApp
+
+    try:
+        SwitchboardApp(settings, theme=args.theme)  # an unknown theme is an error here, not in the browser
+    except ThemeError as e:
+        raise UserError(str(e)) from None
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    with socket.socket(family) as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            raise UserError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({e.strerror})") from None
+    command = [sys.executable, "-m", "console", "--db", str(settings.db_path)]
+    command += ["--config", args.config] if args.config else []
+    command += ["--theme", args.theme] if args.theme else []
+    command += ["--read-only"] if args.read_only else []
+    from textual_serve.server import Server
+
+    print(f"switchboard: the console at http://{args.host}:{args.port} (ctrl+c stops)", file=sys.stderr, flush=True)
+    Server(shlex.join(command), host=args.host, port=args.port, title="Switchboard").serve()
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -371,3 +371,53 @@ async def test_demo_console_comes_alive_and_quitting_keeps_the_running_step_at_i
         await pilot.press("q")
     assert running.state is State.INTERRUPTED and running.interruption.type.value == "shutdown"
     assert running.checkpoint  # it resumes from there
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_puts_the_console_in_a_browser_tab(tmp_path):
+    """`switchboard serve`: the page over real HTTP, then what a browser tab does: a websocket
+    that starts a console process, whose screen comes back and which quits on `q`."""
+    import aiohttp
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "console", "serve", "--port", str(port),
+                               "--db", str(tmp_path / "s.db")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env={**os.environ, "HOME": str(tmp_path)})
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/") as page:
+                        body = await page.text()
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            assert page.status == 200 and "Switchboard" in body
+            async with http.ws_connect(f"http://127.0.0.1:{port}/ws?width=120&height=36") as ws:
+                screen = b""
+                deadline = time.monotonic() + 30
+                while b"Queue" not in screen and time.monotonic() < deadline:
+                    message = await ws.receive(timeout=30)
+                    if message.type == aiohttp.WSMsgType.BINARY:
+                        screen += message.data
+                assert b"Queue" in screen and b"Events" in screen
+                await ws.send_json(["stdin", "q"])
+                await wait_for(lambda: (tmp_path / "s.db").exists(), timeout=5)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_serve_listens_on_this_machine_only(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "console", "serve", "--host", "0.0.0.0", "--db",
+                             str(tmp_path / "s.db")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "listens on this machine only" in result.stderr
+    assert not (tmp_path / "s.db").exists()
