@@ -176,6 +176,20 @@ def _figures(d: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     f["loop_lag_ratio"] = _ratio(base and base["p99"], lag and lag["p99"])
     f["throughput_vs_peer"] = _ratio(f["throughput_per_s"], f["peer_throughput_per_s"])
     f["shell_dag_ratio"] = _ratio(f["shell_dag_s"], f["make_dag_s"])
+    f["notes"] = {
+        "loop_lag_ms": "console (headless run_test, owning the engine) + 1,000-process python DAG + 200 voice "
+                       "requests (loopback Groq-compatible server, 1 s latency) at once; details.load has how many "
+                       "were in flight together (their starts are paced one per loop turn)",
+        "baseline_loop_lag_ms": "the same console and DAG, with voice requests served the replaced way (synchronous "
+                                "Groq client and sqlite3 on the loop): 5 of them, each freezing the loop for its 1 s "
+                                "round trip (200 would freeze it ~200 s)",
+        "baseline_dispatch_latency_ms": "a model of the replaced scheduler (bench/dispatch.py _PollingModel): "
+                                        "sleeps 1 s between scans of every process",
+        "throughput_per_s": "10,000 no-op python processes in a DAG (two dependencies each), default settings "
+                            "(max_concurrent 5), every transition committed, load included; rss_mb is that child's "
+                            "peak (ru_maxrss)",
+        "shell_dag_s": "`switchboard run --until-idle` in a fresh process, cold start included, vs `make -j5`",
+    }
     if any(r.get("missing") for r in d["intake"]):
         f["intake_note"] = "not measured: console/bench/intake.py (the HTTP intake's benchmark) is not there yet"
     return f
