@@ -517,6 +517,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is not "in use"
         try:
             probe.bind((args.host, args.port))
         except OSError as e:
