@@ -424,3 +424,64 @@ def test_serve_listens_on_this_machine_only(tmp_path):
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert "listens on this machine only" in result.stderr
     assert not (tmp_path / "s.db").exists()
+
+
+def _console_in_a_terminal(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    """`switchboard demo` as a person starts it: its own process on a pseudo-terminal."""
+    import pty
+    import termios
+    import fcntl
+    import struct
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 36, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "console", "demo", "--db", str(tmp_path / "d.db")],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its controlling terminal
+                            env={**os.environ, "HOME": str(tmp_path), "TERM": "xterm-256color"})
+    os.close(slave)
+    return proc, master
+
+
+def _drain(master: int, seconds: float) -> None:
+    """Read what the console draws (a terminal that is not read blocks its writer)."""
+    import select
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                os.read(master, 65536)
+            except OSError:
+                return
+
+
+def _demo_state(tmp_path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "console", "status", "--json", "--db", str(tmp_path / "d.db")],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    return {p["id"]: p for p in json.loads(out.stdout)["processes"]}
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "terminal closed"])
+def test_the_console_stops_gracefully_on_sigterm_and_when_its_terminal_goes(tmp_path, how):
+    import signal
+
+    proc, master = _console_in_a_terminal(tmp_path)
+    try:
+        _drain(master, 6)  # the demo's first step is running by now
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+            _drain(master, 3)
+        else:
+            os.close(master)  # the kernel hangs the terminal up: SIGHUP
+        assert proc.wait(timeout=15) in (0, 128 + signal.SIGHUP)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if how == "SIGTERM":
+            os.close(master)
+    states = _demo_state(tmp_path)
+    stopped = [p for p in states.values() if p["interruption"] and p["interruption"]["type"] == "shutdown"]
+    assert stopped, states  # the step that was running was persisted by a graceful shutdown
+    assert not [p for p in states.values() if p["state"] == "running"]

@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import logging
+import os
+import signal
 import time
 from collections import deque
 from pathlib import Path
@@ -179,7 +181,27 @@ class SwitchboardApp(App[None]):
         self.query_one("#queue", RowList).focus()
         self._tasks.append(asyncio.create_task(self._measure_lag()))
         self.set_interval(1.0, self._tick)
+        if not self.is_headless:
+            self._handle_signals()
         self._start()
+
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def _handle_signals(self) -> None:
+        """SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) quit as `q` does.
+        By default they ended the process at once: running work stayed `running` until crash
+        recovery, and the terminal was left in the console's screen mode."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: self.run_worker(self.action_quit(), group="quit"))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.run_worker(self._hang_up(), group="quit"))
+
+    async def _hang_up(self) -> None:
+        """The terminal is gone: drain and persist as `q` does, then leave at once. Textual's
+        own exit would restore the terminal first, and its writer blocks forever on a
+        terminal that hung up."""
+        await self.shutdown()
+        logging.shutdown()
+        os._exit(128 + signal.SIGHUP)
 
     @work(exclusive=True, group="start")
     async def _start(self) -> None:
@@ -726,6 +748,9 @@ class SwitchboardApp(App[None]):
         if self._stopped:
             return
         self._stopped = True
+        if not self.is_headless:
+            for sig in self.STOP_SIGNALS:
+                asyncio.get_running_loop().remove_signal_handler(sig)
         for t in self._tasks:
             t.cancel()
         if self.intake is not None:  # no new requests while the engine drains
