@@ -65,7 +65,7 @@ def _peer(quick: bool) -> dict[str, Any]:
 def _shell_dag(quick: bool) -> dict[str, Any]:
     from console.bench import engine
 
-    return engine.shell_dag(200 if quick else 1000, 1 if quick else 3)
+    return engine.shell_dag(100 if quick else 1000, 1 if quick else 3)
 
 
 def _shutdown(quick: bool) -> dict[str, Any]:
@@ -102,28 +102,33 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
 REPEATED = [("load", "load_baseline"), ("dispatch", "dispatch_baseline"), ("throughput", "peer"),
             ("startup",), ("store",)]
 ONCE = ["shell_dag", "shutdown", "intake"]
+# --quick is a smoke test that must finish in 30 s: there a scenario and its comparison share
+# one child (one start-up and one loopback server fewer); the full run keeps them apart
+SHARED_WHEN_QUICK = {"load", "dispatch"}
 
 
-def _child(name: str, quick: bool) -> None:
-    result = SCENARIOS[name](quick)
-    # ru_maxrss (KiB on Linux): the peak memory of this child alone
-    result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    print(json.dumps(result), flush=True)
+def _child(names: list[str], quick: bool) -> None:
+    for name in names:
+        result = SCENARIOS[name](quick)
+        # ru_maxrss (KiB on Linux): the peak memory of this child so far
+        result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(json.dumps(result), flush=True)
 
 
-def _spawn(name: str, quick: bool) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "console.bench.suite", "--child", name] + (["--quick"] if quick else [])
+def _spawn(names: list[str], quick: bool) -> list[dict[str, Any]]:
+    cmd = [sys.executable, "-m", "console.bench.suite", "--child", ",".join(names)] + (["--quick"] if quick else [])
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
-    lines = r.stdout.strip().splitlines()
-    if r.returncode != 0 or not lines:
+    results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")][-len(names):]
+    for result in results:
+        result["child_wall_s"] = round(wall, 2)
+    if len(results) < len(names):
         tail = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
-        missing = name == "intake" and "cannot import name 'intake'" in r.stderr
-        return {"error": "console/bench/intake.py is not there yet" if missing else tail, "missing": missing}
-    result = json.loads(lines[-1])
-    result["child_wall_s"] = round(wall, 2)
-    return result
+        missing = names == ["intake"] and "cannot import name 'intake'" in r.stderr
+        failed = {"error": "console/bench/intake.py is not there yet" if missing else tail, "missing": missing}
+        results += [dict(failed) for _ in names[len(results):]]
+    return results
 
 
 # -- putting the figures together --------------------------------------------------------------------
@@ -219,12 +224,14 @@ def run(quick: bool = False, progress: Callable[[str], None] = lambda _: None) -
     details: dict[str, list[dict[str, Any]]] = {name: [] for name in SCENARIOS}
     for group in REPEATED:
         for _ in range(repeats):
-            for name in group:
-                progress(name)
-                details[name].append(_spawn(name, quick))
+            children = [list(group)] if quick and group[0] in SHARED_WHEN_QUICK else [[name] for name in group]
+            for names in children:
+                progress(" + ".join(names))
+                for name, result in zip(names, _spawn(names, quick)):
+                    details[name].append(result)
     for name in ONCE:
         progress(name)
-        details[name].append(_spawn(name, quick))
+        details[name] += _spawn([name], quick)
     figures = _figures(details)
     errors = {name: runs[0]["error"] for name, runs in details.items()
               if runs and "error" in runs[0] and not runs[0].get("missing")}
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes: a smoke test (under 30 s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--child", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=lambda v: [n for n in v.split(",") if n in SCENARIOS] or parser.error(v),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(args.child, args.quick)
