@@ -485,7 +485,7 @@ def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
 
     try:
         app = SwitchboardApp(settings, read_only=args.read_only, theme=args.theme, log_path=log_path,
-                             prepare=prepare)
+                             prepare=prepare, settle_heap=True)
     except ThemeError as e:
         raise UserError(str(e)) from None
     app.run()

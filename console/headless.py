@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from console import heap
 from console.app import make_engine
 from console.engine.workflow import Workflow
 from console.model import Event, State
@@ -59,6 +60,7 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
             intake = await start_intake(orchestrator, settings, sock=listener)
             err.write(f"switchboard: intake listening on {intake.url}\n")
             err.flush()
+        heap.settle()
         if workflow is not None:
             result = await orchestrator.load(workflow)
             err.write(f"switchboard: {workflow.source}: {result.describe()}\n")

@@ -51,7 +51,7 @@ async def _run(sim: GroqSim, quick: bool, baseline: bool) -> dict[str, Any]:
         settings = load_settings(db=tmp / "b.db", data_dir=tmp, groq_api_key=KEY, groq_base_url=sim.base_url,
                                  engine={"max_concurrent": n["voice"] + 50},
                                  groq={"concurrency": n["voice"], "transport": "aiohttp"})
-        app = SwitchboardApp(settings)
+        app = SwitchboardApp(settings, settle_heap=True)  # as the command line starts it
         async with app.run_test(headless=True, size=(120, 36)) as pilot:
             await _until(lambda: app.engine is not None, 30, "the console's engine")
             await pilot.pause()

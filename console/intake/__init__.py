@@ -16,6 +16,7 @@ import importlib
 import socket
 from typing import TYPE_CHECKING
 
+from console import heap
 from console.intake.listen import Listen, open_listener, parse_listen
 from console.model import UserError
 
@@ -48,6 +49,7 @@ async def start_intake(engine: Orchestrator, settings: Settings, host: str | Non
             sock = await asyncio.to_thread(listener_for, settings)
     try:
         server = await asyncio.to_thread(importlib.import_module, "console.intake.server")
+        heap.resettle()
         return await server.IntakeServer.start(engine, settings, sock)
     except BaseException:
         sock.close()

@@ -100,13 +100,15 @@ class SwitchboardApp(App[None]):
     LIST_ACTIONS = frozenset(b.action for b in BINDINGS if b.priority)
 
     def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
-                 log_path: Path | None = None, clock: Any = time.time, prepare: Any = None):
+                 log_path: Path | None = None, clock: Any = time.time, prepare: Any = None,
+                 settle_heap: bool = False):
         super().__init__()
         self.settings = settings
         self.read_only = read_only
         self.log_path = log_path
         self.clock = clock  # fixed in snapshot tests
         self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
+        self.settle_heap = settle_heap  # see console.heap; the command line asks for it
         self.source: Source | None = None
         self.engine: Any = None
         self.intake: Any = None  # the HTTP intake, when this console runs the engine and --listen
@@ -246,6 +248,10 @@ class SwitchboardApp(App[None]):
                             markup=False)
         self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
         self._refresh()
+        if self.settle_heap:
+            from console import heap
+
+            heap.settle()
 
     async def _start_intake(self, engine: Any) -> None:
         if not self.settings.intake.listen:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from console import heap
 from console.model import Interrupted, InterruptionType, PermanentFailure
 from console.settings import Settings
 
@@ -249,6 +250,7 @@ async def _import_groq() -> None:
         if not _groq_imported:
             await asyncio.to_thread(importlib.import_module, "groq")
             _groq_imported = True
+            heap.resettle()
 
 
 def json_object(text: str) -> dict[str, Any] | None:
