@@ -362,11 +362,15 @@ class SwitchboardApp(App[None]):
         return [x for x in items if needle in text(x).lower()] if needle else items
 
     def _count_completion(self) -> None:
+        self._roll_minutes()
+        self._done_minutes[-1] += 1
+
+    def _roll_minutes(self) -> None:
+        """A new point for each minute begun since the last one (none when nothing happened)."""
         minute = int(time.time() // 60)
         while self._minute < minute:
             self._minute += 1
             self._done_minutes.append(0)
-        self._done_minutes[-1] += 1
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -513,10 +517,7 @@ class SwitchboardApp(App[None]):
         if len(self._lag_window) >= 10:
             self._lag_history.append(max(self._lag_window))
             self._lag_window = []
-        minute = int(time.time() // 60)
-        while self._minute < minute:
-            self._minute += 1
-            self._done_minutes.append(0)
+        self._roll_minutes()
         done = self._done_minutes
         self.query_one("#completions", TextLine).set_text(Text(f"{sparkline(done, SPARK_POINTS, 10)} {done[-1]:>4}"))
         lags = [*self._lag_history, max(self._lag_window, default=0.0)]  # the worst of each 10 s
