@@ -18,6 +18,10 @@ from console.settings import Settings
 from console.store import open_store
 
 
+# One encoder for every line: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 class JsonLines:
     """Writes events as JSON lines; flushes once per loop turn, not once per event."""
 
@@ -26,7 +30,7 @@ class JsonLines:
         self._flush_scheduled = False
 
     def __call__(self, event: Event) -> None:
-        self.out.write(json.dumps(event.to_json(), separators=(",", ":"), default=str) + "\n")
+        self.out.write(_encode(event.to_json()) + "\n")
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

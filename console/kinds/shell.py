@@ -1,10 +1,17 @@
-"""`shell`: a command run as an asyncio subprocess.
+"""`shell`: a command run as a child process, watched from the event loop.
 
 Protocol on stdout: `::progress <0-100>` and `::checkpoint <json>`; any other line (and
 all of stderr) goes to the process log. A resumed command finds its last checkpoint in
 SWITCHBOARD_CHECKPOINT and its run number in SWITCHBOARD_ATTEMPT. Exit 0 → completed,
 75 (EX_TEMPFAIL) → interrupted(transient), anything else → an error (retried until
 max_attempts). Cancel: SIGTERM to the command's process group, SIGKILL after a grace period.
+
+How a command runs (Linux with pidfds, kernel ≥ 5.3): the spawner process (`spawner.py`)
+starts it, so the fork/exec is not on the loop; its stdout and stderr pipes are plain readers
+on the loop (no asyncio transports, stream readers or helper tasks) and one future wakes the
+run. If the spawner cannot be used, the loop spawns the command itself the same way and
+watches it through a pidfd. Elsewhere the same protocol runs on asyncio subprocesses
+(`_run_asyncio`).
 """
 
 from __future__ import annotations
@@ -12,18 +19,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import marshal
 import os
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from console.engine.context import RunContext
-from console.kinds import SpecError
+from console.kinds import SpecError, spawner
 from console.model import Interrupted, InterruptionType
+
+log = logging.getLogger(__name__)
 
 EX_TEMPFAIL = 75
 _STREAM_LIMIT = 1 << 20  # a line of up to 1 MiB (big checkpoints)
+_READ_CHUNK = 1 << 16  # below malloc's mmap threshold: small reads stay cheap
+# A command that lives longer than this gets a watcher for the engine's `stopping` flag (a
+# task); shorter ones are not worth one. Work that started within this much of a shutdown
+# gets its SIGTERM this much later at most.
+_STOP_WATCH_AFTER_S = 0.01
 
 
 class ShellKind:
@@ -55,48 +73,10 @@ class ShellKind:
         return {"command": command, "shell": use_shell, "env": env, "cwd": str(resolved)}
 
     async def run(self, ctx: RunContext) -> None:
-        spec = ctx.spec
-        env = {**os.environ, **spec.get("env", {}),
-               "SWITCHBOARD_ATTEMPT": str(ctx.attempt),
-               "SWITCHBOARD_PROCESS": ctx.process_id}
-        if ctx.checkpoint is not None:
-            env["SWITCHBOARD_CHECKPOINT"] = json.dumps(ctx.checkpoint)
+        if _pidfd_supported():
+            code = await _run_direct(ctx)
         else:
-            env.pop("SWITCHBOARD_CHECKPOINT", None)
-        common: dict[str, Any] = dict(
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-            cwd=spec.get("cwd") or None, env=env, start_new_session=True, limit=_STREAM_LIMIT,
-        )
-        _use_pidfd_watcher()
-        try:
-            if spec.get("shell"):
-                proc = await asyncio.create_subprocess_shell(spec["command"], **common)
-            else:
-                proc = await asyncio.create_subprocess_exec(*spec["command"], **common)
-        except OSError as e:
-            raise Interrupted(f"cannot start {spec['command']!r}: {e.strerror}", InterruptionType.ERROR) from None
-
-        terminated = False
-
-        def terminate() -> None:
-            nonlocal terminated
-            terminated = True
-            _signal_group(proc, signal.SIGTERM)
-
-        stop_watch = asyncio.create_task(_on_event(ctx.stopping, terminate))
-        readers = [asyncio.create_task(_read_stdout(proc.stdout, ctx)),
-                   asyncio.create_task(_read_stderr(proc.stderr, ctx))]
-        try:
-            await asyncio.gather(*readers)
-            code = await proc.wait()
-        except asyncio.CancelledError:
-            await _kill(proc, ctx.cancel_grace_s, already_terminated=terminated)
-            raise
-        finally:
-            stop_watch.cancel()
-            for r in readers:
-                r.cancel()
-            await asyncio.gather(stop_watch, *readers, return_exceptions=True)
+            code = await _run_asyncio(ctx)
         if code == 0:
             return
         if code == EX_TEMPFAIL:
@@ -105,11 +85,655 @@ class ShellKind:
         raise RuntimeError(how)
 
 
+def _argv(spec: dict[str, Any]) -> list[str]:
+    return ["/bin/sh", "-c", spec["command"]] if spec.get("shell") else list(spec["command"])
+
+
+def _cannot_start(spec: dict[str, Any], e: OSError) -> Interrupted:
+    return Interrupted(f"cannot start {spec['command']!r}: {e.strerror}", InterruptionType.ERROR)
+
+
+# -- the direct path: fork/exec and loop readers -----------------------------------------------------
+
+_pidfd_ok: bool | None = None
+
+
+def _pidfd_supported() -> bool:
+    global _pidfd_ok
+    if _pidfd_ok is None:
+        _pidfd_ok = False
+        if hasattr(os, "pidfd_open"):
+            try:
+                os.close(os.pidfd_open(os.getpid()))  # the kernel may lack pidfds (before Linux 5.3)
+                _pidfd_ok = True
+            except OSError:
+                pass
+    return _pidfd_ok
+
+
+def _child_environment(ctx: RunContext) -> tuple[list[bytes], bytes | None]:
+    """The child's environment as `KEY=value` bytes (what exec takes), and its PATH: ours,
+    the spec's `env` over it, SWITCHBOARD_ATTEMPT/PROCESS and, on a resume, the checkpoint."""
+    over: dict[bytes, bytes | None] = {}
+    for k, v in (ctx.spec.get("env") or {}).items():
+        key = os.fsencode(k)
+        if b"=" in key:
+            raise ValueError("illegal environment variable name")
+        over[key] = os.fsencode(v)
+    over[b"SWITCHBOARD_ATTEMPT"] = str(ctx.attempt).encode()
+    over[b"SWITCHBOARD_PROCESS"] = os.fsencode(ctx.process_id)
+    over[b"SWITCHBOARD_CHECKPOINT"] = (
+        os.fsencode(json.dumps(ctx.checkpoint)) if ctx.checkpoint is not None else None
+    )
+    # os.environ keeps the encoded form in `_data`; walking the mapping itself costs ~50 µs
+    base = getattr(os.environ, "_data", None)
+    if not isinstance(base, dict):  # pragma: no cover - some other os module
+        base = dict(os.environb)
+    env = [k + b"=" + v for k, v in base.items() if k not in over]
+    env += [k + b"=" + v for k, v in over.items() if v is not None]
+    path = over[b"PATH"] if b"PATH" in over else base.get(b"PATH")
+    return env, path
+
+
+_EXECUTABLES: dict[tuple[bytes, bytes | None], tuple[bytes, ...]] = {}
+
+
+def _executable_list(program: str, path: bytes | None) -> tuple[bytes, ...]:
+    """Where exec looks for `program`, as `subprocess` does (the child's PATH)."""
+    key = (os.fsencode(program), path)
+    found = _EXECUTABLES.get(key)
+    if found is None:
+        exe = key[0]
+        if os.path.dirname(exe):
+            found = (exe,)
+        else:
+            found = tuple(os.path.join(os.fsencode(d), exe)
+                          for d in os.get_exec_path({} if path is None else {b"PATH": path}))
+        if len(_EXECUTABLES) > 1024:
+            _EXECUTABLES.clear()
+        _EXECUTABLES[key] = found
+    return found
+
+
+_devnull: tuple[int, int] | None = None  # (pid, fd): the children's stdin, opened once
+
+
+def _devnull_fd() -> int:
+    global _devnull
+    if _devnull is None or _devnull[0] != os.getpid():
+        _devnull = (os.getpid(), os.open(os.devnull, os.O_RDWR))  # not inherited (PEP 446)
+    return _devnull[1]
+
+
+def _spawn_here(argv: list[str], path: bytes | None, cwd: str | None, env: list[bytes],
+                out_w: int, err_w: int) -> tuple[int, Any]:
+    """Start the command from this process (on the loop): (pid, a Popen to keep until it
+    is reaped, or None)."""
+    if spawner.fork_exec_usable():
+        try:
+            return spawner.spawn(argv, _executable_list(argv[0], path), cwd, env,
+                                 _devnull_fd(), out_w, err_w), None
+        except spawner.ExecFailed as e:
+            raise spawner.exception_for(e.data, argv[0], cwd) from None
+    # pragma: no cover - Python versions whose fork_exec we have not checked
+    env_map = dict(e.split(b"=", 1) for e in env)
+    proc = subprocess.Popen(argv, stdin=_devnull_fd(), stdout=out_w, stderr=err_w, cwd=cwd,
+                            env=env_map, start_new_session=True)
+    return proc.pid, proc
+
+
+class _Spawner:
+    """The engine's side of the spawner process (see spawner.py): one per event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.owner = os.getpid()
+        self.ready = False  # it has said so: until then commands start here
+        self.broken = False
+        self._next = 0
+        self._starting: dict[int, _Child] = {}
+        self._running: dict[int, _Child] = {}
+        self._buf = bytearray(1 << 16)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            null = _devnull_fd()
+            self.pid = spawner.spawn(
+                [sys.executable, "-I", "-S", spawner.__file__, str(theirs.fileno())],
+                (os.fsencode(sys.executable),), None, None, null, null, null, keep=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        loop.add_reader(ours.fileno(), self._readable)
+
+    def request(self, child: _Child, argv: list[str], executables: tuple[bytes, ...], cwd: str | None,
+                env: list[bytes], out_w: int, err_w: int) -> bool:
+        """Ask for `child` to be started; False if it must be started here instead."""
+        if not self.ready or self.broken:
+            return False
+        data = marshal.dumps((self._next + 1, argv, executables, cwd, env))
+        if len(data) > spawner.MAX_REQUEST:
+            return False
+        fds = out_w.to_bytes(4, sys.byteorder, signed=True) + err_w.to_bytes(4, sys.byteorder, signed=True)
+        try:
+            self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        except (BlockingIOError, InterruptedError):
+            return False  # its queue is full: start this one here
+        except OSError:
+            self._lost()
+            return False
+        self._next += 1
+        self._starting[self._next] = child
+        return True
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                n = self.sock.recv_into(self._buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                n = 0
+            if n == 0:
+                self._lost()
+                return
+            for what, key, value in marshal.loads(memoryview(self._buf)[:n]):
+                if what == "r":
+                    self.ready = True
+                    continue
+                if what == "x":
+                    child = self._running.pop(key, None)
+                    if child is not None:
+                        child.exit_status(value)
+                    continue
+                child = self._starting.pop(key, None)
+                if child is None:
+                    continue
+                if what == "s":
+                    self._running[value] = child
+                    child.started(value)
+                elif what == "e":
+                    child.start_failed(spawner.exception_for(value, child.program, child.cwd))
+                else:
+                    child.start_failed(OSError(*value))
+
+    def _lost(self) -> None:
+        if self.broken:
+            return
+        log.warning("the shell kind's spawner process exited; starting commands from the engine's loop")
+        self.close()
+        gone = OSError(0, "the spawner process exited")
+        for child in self._starting.values():
+            child.start_failed(gone)
+        for child in self._running.values():
+            child.lost()
+        self._starting.clear()
+        self._running.clear()
+
+    def close(self) -> None:
+        """The spawner exits when its socket closes; it is reaped by the next one or at exit."""
+        if self.broken:
+            return
+        self.broken = True
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        _exited_spawners.append(self.pid)
+
+
+_spawners: dict[int, _Spawner] = {}  # id(loop) -> its spawner
+_exited_spawners: list[int] = []
+_spawner_failed = False
+
+
+def _spawner_for(loop: asyncio.AbstractEventLoop) -> _Spawner | None:
+    """The spawner of this loop (started on first use); None where there is none to be had."""
+    global _spawner_failed
+    current = _spawners.get(id(loop))
+    if current is not None and current.loop is loop and current.owner == os.getpid():
+        return None if current.broken else current
+    if _spawner_failed or not spawner.fork_exec_usable() or not sys.platform.startswith("linux") \
+            or not sys.executable:
+        return None
+    for key, other in list(_spawners.items()):  # spawners of loops that are gone
+        if other.owner != os.getpid():
+            del _spawners[key]
+        elif other.loop.is_closed() or other.loop is loop:
+            other.close()
+            del _spawners[key]
+    for pid in list(_exited_spawners):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue
+        _exited_spawners.remove(pid)
+    try:
+        current = _Spawner(loop)
+    except (OSError, spawner.ExecFailed) as e:
+        log.warning("cannot start the shell kind's spawner process (%s); starting commands from the loop", e)
+        _spawner_failed = True
+        return None
+    _spawners[id(loop)] = current
+    return current
+
+
+class _Child:
+    """One running command: its pipes and its pidfd are readers on the loop, and the run
+    sleeps on one future that any of them (or a timer) wakes."""
+
+    def __init__(self, ctx: RunContext, loop: asyncio.AbstractEventLoop):
+        self.ctx = ctx
+        self.loop = loop
+        self.pid = 0
+        self.returncode: int | None = None
+        self.terminated = False  # SIGTERM sent because the engine is stopping
+        self._keep: Any = None
+        self._out_fd = -1
+        self._err_fd = -1
+        self._pidfd = -1
+        self._out = bytearray()
+        self._err = bytearray()
+        self._out_paused = False
+        self._out_dropping = False
+        self._err_dropping = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._stop_timer: asyncio.TimerHandle | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._start_error: BaseException | None = None
+        self.program = ""
+        self.cwd: str | None = None
+        self.cancelled_early = False  # cancelled while waiting for its pid
+        self.lost_track = False
+
+    # -- starting ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the command (through the spawner when there is one); returns once its pid is
+        known, its output already being read."""
+        spec = self.ctx.spec
+        env, path = _child_environment(self.ctx)
+        argv = _argv(spec)
+        self.program, self.cwd = argv[0], spec.get("cwd") or None
+        out = os.pipe()
+        try:
+            err = os.pipe()
+        except OSError:
+            os.close(out[0])
+            os.close(out[1])
+            raise
+        helper = _spawner_for(self.loop)
+        try:
+            if helper is not None and helper.request(self, argv, _executable_list(argv[0], path), self.cwd,
+                                                     env, out[1], err[1]):
+                self._keep = helper
+            else:
+                self.pid, self._keep = _spawn_here(argv, path, self.cwd, env, out[1], err[1])
+        except BaseException:
+            for fd in (*out, *err):
+                os.close(fd)
+            raise
+        os.close(out[1])
+        os.close(err[1])
+        self._out_fd, self._err_fd = out[0], err[0]
+        os.set_blocking(self._out_fd, False)
+        os.set_blocking(self._err_fd, False)
+        self.loop.add_reader(self._out_fd, self._read_out)
+        self.loop.add_reader(self._err_fd, self._read_err)
+        if self.pid:
+            try:
+                self._pidfd = os.pidfd_open(self.pid)
+            except OSError:  # e.g. out of file descriptors: do not leave it running unwatched
+                self.signal(signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self.pid, 0)
+                self.close()
+                raise
+            self.loop.add_reader(self._pidfd, self._exited)
+        else:
+            try:
+                await self._until_started()
+            except asyncio.CancelledError:
+                self.cancelled_early = True
+                raise
+        if self.ctx.stopping.is_set():
+            self._terminate()
+        else:
+            self._stop_timer = self.loop.call_later(_STOP_WATCH_AFTER_S, self._watch_stopping)
+
+    async def _until_started(self) -> None:
+        while not self.pid and self._start_error is None:
+            await self._sleep()
+        if self._start_error is not None:
+            self.close()
+            raise self._start_error
+
+    # -- what the spawner says -------------------------------------------------------------------
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+        self._wake()
+
+    def start_failed(self, error: BaseException) -> None:
+        self._start_error = error
+        self._wake()
+
+    def exit_status(self, status: int) -> None:
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self._wake()
+
+    def lost(self) -> None:
+        """The spawner died: the command's exit status will never come."""
+        self.lost_track = True
+        if self.returncode is None:
+            self.returncode = 255
+        self._wake()
+
+    # -- callbacks (loop readers, timers) --------------------------------------------------------
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _read_out(self) -> None:
+        try:
+            data = os.read(self._out_fd, _READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._out += data
+            if len(self._out) > 2 * _STREAM_LIMIT:  # the run is behind (awaiting commits): pause
+                self.loop.remove_reader(self._out_fd)
+                self._out_paused = True
+        else:
+            self._close_out()
+        self._wake()
+
+    def _read_err(self) -> None:
+        try:
+            data = os.read(self._err_fd, _READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        try:
+            if data:
+                self._err += data
+                for line in _split_lines(self, "_err", "_err_dropping", final=False):
+                    if line is not None:
+                        self.ctx.log(line)
+            else:
+                self._close_err()
+                for line in _split_lines(self, "_err", "_err_dropping", final=True):
+                    if line is not None:
+                        self.ctx.log(line)
+        except Exception as e:  # noqa: BLE001 - handed to the run, which raises it
+            self._error = e
+        self._wake()
+
+    def _exited(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: asyncio reports 255 too
+            pid, status = self.pid, -1
+        if pid == 0:
+            return
+        self.returncode = os.waitstatus_to_exitcode(status) if status != -1 else 255
+        if isinstance(self._keep, subprocess.Popen):
+            self._keep.returncode = self.returncode  # it must not reap the pid again
+        self.loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self._wake()
+
+    def _watch_stopping(self) -> None:
+        self._stop_timer = None
+        if self.returncode is None:
+            self._stop_task = self.loop.create_task(self._on_stopping())
+
+    async def _on_stopping(self) -> None:
+        await self.ctx.stopping.wait()
+        self._terminate()
+
+    def _terminate(self) -> None:
+        self.terminated = True
+        self.signal(signal.SIGTERM)
+
+    def signal(self, sig: int) -> None:
+        """To the command's whole process group (it leads its own session)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    # -- the run's side ----------------------------------------------------------------------------
+
+    async def _sleep(self, deadline: float | None = None) -> None:
+        self._waiter = self.loop.create_future()
+        timer = self.loop.call_at(deadline, self._wake) if deadline is not None else None
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def serve(self, *, exit_only: bool = False, deadline: float | None = None) -> bool:
+        """Handle the output until the command has exited and closed both pipes (with
+        `exit_only`: until it has exited); False if `deadline` (loop time) came first."""
+        while True:
+            if self._out or self._out_fd < 0:
+                await self._handle_out()
+            if self._error is not None:
+                raise self._error
+            if self.returncode is not None and (exit_only or (self._out_fd < 0 and self._err_fd < 0)):
+                return True
+            if deadline is not None and self.loop.time() >= deadline:
+                return False
+            await self._sleep(deadline)
+
+    async def _handle_out(self) -> None:
+        ctx = self.ctx
+        while True:
+            final = self._out_fd < 0
+            lines = _split_lines(self, "_out", "_out_dropping", final=final, one=True)
+            if not lines:
+                break
+            line = lines[0]
+            if line is None:
+                ctx.log("(a line longer than 1 MiB was dropped)")
+                continue
+            if line.startswith("::progress "):
+                try:
+                    await ctx.report(float(line[len("::progress "):].strip()))
+                    continue
+                except ValueError:
+                    pass
+            elif line.startswith("::checkpoint "):
+                try:
+                    data = json.loads(line[len("::checkpoint "):])
+                except json.JSONDecodeError:
+                    ctx.log(f"(ignored a checkpoint that is not JSON) {line}")
+                    continue
+                await ctx.report(checkpoint=data)
+                continue
+            ctx.log(line)
+        if self._out_paused and len(self._out) <= _STREAM_LIMIT and self._out_fd >= 0:
+            self._out_paused = False
+            self.loop.add_reader(self._out_fd, self._read_out)
+
+    async def kill(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after `grace` (at once if the engine's stop already sent the
+        SIGTERM); the output is still handled meanwhile (a last checkpoint counts). Returns
+        once the command has exited."""
+        try:
+            if self.returncode is None:
+                if not self.terminated:
+                    self.signal(signal.SIGTERM)
+                    await self.serve(exit_only=True, deadline=self.loop.time() + grace)
+                if self.returncode is None:
+                    self.signal(signal.SIGKILL)
+                await self.serve(exit_only=True)
+        except BaseException:
+            self.signal(signal.SIGKILL)  # cancelled again while stopping it: no more grace
+            raise
+        # the group may have other members left (a shell's children): make sure they go too
+        self.signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Let go of the pipes and timers. A command that has not exited (the run was torn
+        down early) stays watched until it does, so it is reaped."""
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+            self._stop_timer = None
+        if self._stop_task is not None:
+            self._stop_task.cancel()
+            self._stop_task = None
+        self._close_out()
+        self._close_err()
+        if self._pidfd >= 0 and self.returncode is not None:
+            self.loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def _close_out(self) -> None:
+        if self._out_fd >= 0:
+            if not self._out_paused:
+                self.loop.remove_reader(self._out_fd)
+            os.close(self._out_fd)
+            self._out_fd = -1
+
+    def _close_err(self) -> None:
+        if self._err_fd >= 0:
+            self.loop.remove_reader(self._err_fd)
+            os.close(self._err_fd)
+            self._err_fd = -1
+
+
+def _split_lines(owner: Any, buf_name: str, drop_name: str, *, final: bool,
+                 one: bool = False) -> list[str | None]:
+    """Complete lines taken from the buffer `owner.<buf_name>`, decoded (None: a line over the
+    limit, dropped); with `final`, the rest too. With `one`, at most one line."""
+    buf: bytearray = getattr(owner, buf_name)
+    lines: list[str | None] = []
+    start = 0
+    dropping = getattr(owner, drop_name)
+    while True:
+        nl = buf.find(b"\n", start)
+        if nl < 0:
+            break
+        if dropping:  # the end of a line already reported as too long
+            dropping = False
+        elif nl - start > _STREAM_LIMIT:
+            lines.append(None)
+        else:
+            lines.append(buf[start:nl].decode("utf-8", "replace").rstrip("\r\n"))
+        start = nl + 1
+        if one and lines:
+            break
+    if not (one and lines):
+        rest = len(buf) - start
+        if final and rest:
+            if not dropping:
+                lines.append(buf[start:].decode("utf-8", "replace").rstrip("\r\n") if rest <= _STREAM_LIMIT
+                             else None)
+            start = len(buf)
+            dropping = False
+        elif rest > _STREAM_LIMIT:  # no end in sight: drop what we have, and the rest of it
+            if not dropping:
+                lines.append(None)
+            dropping = True
+            start = len(buf)
+    if start:
+        del buf[:start]
+    setattr(owner, drop_name, dropping)
+    return lines
+
+
+async def _run_direct(ctx: RunContext) -> int:
+    child = _Child(ctx, asyncio.get_running_loop())
+    try:
+        await child.start()
+    except asyncio.CancelledError:
+        if child.cancelled_early:  # it may be running already: wait for its pid, then stop it
+            with contextlib.suppress(BaseException):
+                await child._until_started()  # noqa: SLF001
+            if child.pid:
+                with contextlib.suppress(BaseException):
+                    await child.kill(ctx.cancel_grace_s)
+                child.close()
+        raise
+    except OSError as e:
+        raise _cannot_start(ctx.spec, e) from None
+    try:
+        await child.serve()
+    except BaseException:
+        await child.kill(ctx.cancel_grace_s)
+        raise
+    finally:
+        child.close()
+    if child.lost_track:
+        raise RuntimeError("its exit status was lost (the spawner process exited)")
+    assert child.returncode is not None
+    return child.returncode
+
+
+# -- the portable path: asyncio subprocesses ---------------------------------------------------------
+
+async def _run_asyncio(ctx: RunContext) -> int:
+    spec = ctx.spec
+    env = {**os.environ, **spec.get("env", {}),
+           "SWITCHBOARD_ATTEMPT": str(ctx.attempt),
+           "SWITCHBOARD_PROCESS": ctx.process_id}
+    if ctx.checkpoint is not None:
+        env["SWITCHBOARD_CHECKPOINT"] = json.dumps(ctx.checkpoint)
+    else:
+        env.pop("SWITCHBOARD_CHECKPOINT", None)
+    common: dict[str, Any] = dict(
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        cwd=spec.get("cwd") or None, env=env, start_new_session=True, limit=_STREAM_LIMIT,
+    )
+    _use_pidfd_watcher()
+    try:
+        if spec.get("shell"):
+            proc = await asyncio.create_subprocess_shell(spec["command"], **common)
+        else:
+            proc = await asyncio.create_subprocess_exec(*spec["command"], **common)
+    except OSError as e:
+        raise _cannot_start(spec, e) from None
+
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        _signal_group(proc, signal.SIGTERM)
+
+    stop_watch = asyncio.create_task(_on_event(ctx.stopping, terminate))
+    readers = [asyncio.create_task(_read_stdout(proc.stdout, ctx)),
+               asyncio.create_task(_read_stderr(proc.stderr, ctx))]
+    try:
+        await asyncio.gather(*readers)
+        code = await proc.wait()
+    except asyncio.CancelledError:
+        await _kill(proc, ctx.cancel_grace_s, already_terminated=terminated)
+        raise
+    finally:
+        stop_watch.cancel()
+        for r in readers:
+            r.cancel()
+        await asyncio.gather(stop_watch, *readers, return_exceptions=True)
+    return code
+
+
 def _use_pidfd_watcher() -> None:
     """On Python 3.11, asyncio's default child watcher starts a thread per child to wait for
-    it: measured, that doubled the cost of a short command (1,000 runs of /bin/true). A pidfd
-    watcher waits on the loop itself, as 3.12 does by default. It serves one loop, so it is
-    made again when the running loop changes."""
+    it. A pidfd watcher waits on the loop itself, as 3.12 does by default. It serves one loop,
+    so it is made again when the running loop changes."""
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         return
     loop = asyncio.get_running_loop()

@@ -1,0 +1,207 @@
+"""The shell kind on each of its paths: started by the spawner process, started from the loop
+(pidfd), and on asyncio subprocesses (no pidfds). Same protocol, env, exit codes and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from conftest import running_engine, states, wait_for, workflow
+from console.kinds import shell
+from console.model import State
+
+MODES = ["spawner", "loop", "asyncio"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request, monkeypatch):
+    if request.param == "loop":
+        monkeypatch.setattr(shell, "_spawner_for", lambda loop: None)
+    elif request.param == "asyncio":
+        monkeypatch.setattr(shell, "_pidfd_supported", lambda: False)
+    return request.param
+
+
+async def spawner_ready(mode: str) -> shell._Spawner | None:
+    """With the spawner, wait until it has said it is ready (before, commands start from the loop)."""
+    if mode != "spawner":
+        return None
+    helper = shell._spawner_for(asyncio.get_running_loop())
+    assert helper is not None
+    await wait_for(lambda: helper.ready)
+    return helper
+
+
+def shell_process(pid: str, command: str, extra: str = "") -> str:
+    return f"[[process]]\nid = {json.dumps(pid)}\nkind = \"shell\"\nshell = true\ncommand = {json.dumps(command)}\n{extra}\n"
+
+
+async def test_protocol_checkpoint_env_and_exit_codes(tmp_path, mode):
+    out = tmp_path / "seen.txt"
+    command = (f"echo attempt=$SWITCHBOARD_ATTEMPT cp=$SWITCHBOARD_CHECKPOINT id=$SWITCHBOARD_PROCESS "
+               f"x=$EXTRA pwd=$(pwd) >> {out}; echo '::progress 40'; echo '::checkpoint {{\"step\": 2}}'; "
+               "echo hi; echo oops >&2; echo '::progress nope'; echo '::checkpoint {bad'; "
+               "[ $SWITCHBOARD_ATTEMPT -ge 2 ] || exit 75; printf 'no newline at the end'")
+    text = shell_process("s", command, f'env = {{ EXTRA = "yes" }}\ncwd = "{tmp_path}"')
+    async with running_engine(tmp_path) as orch:
+        helper = await spawner_ready(mode)
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert orch.processes["s"].state is State.COMPLETED
+        assert out.read_text().splitlines() == [
+            f"attempt=1 cp= id=s x=yes pwd={tmp_path}",
+            f'attempt=2 cp={{"step": 2}} id=s x=yes pwd={tmp_path}',
+        ]
+        checkpoints = await orch.store.checkpoints("s")
+        assert [(c.data, c.progress) for c in checkpoints] == [({"step": 2}, 40), ({"step": 2}, 40)]
+        logged = [line for _, line in await orch.store.logs("s")]
+        for line in ("hi", "oops", "::progress nope", "(ignored a checkpoint that is not JSON) ::checkpoint {bad",
+                     "no newline at the end"):
+            assert line in logged
+        if helper is not None:
+            assert helper.ready and not helper.broken
+
+
+async def test_exit_codes_become_outcomes(tmp_path, mode):
+    text = (shell_process("ok", "exit 0") + shell_process("bad", "exit 3", "max_attempts = 1")
+            + shell_process("killed", "kill -9 $$", "max_attempts = 1")
+            + f'[[process]]\nid = "missing"\nkind = "shell"\ncommand = ["{tmp_path}/no-such-program"]\nmax_attempts = 1\n')
+    async with running_engine(tmp_path) as orch:
+        await spawner_ready(mode)
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert states(orch) == {"ok": "completed", "bad": "failed", "killed": "failed", "missing": "failed"}
+        assert "exit status 3" in orch.processes["bad"].reason
+        assert "killed by signal 9" in orch.processes["killed"].reason
+        assert "No such file or directory" in orch.processes["missing"].reason
+
+
+async def test_cancel_sends_sigterm_to_the_group_then_sigkill(tmp_path, mode):
+    pidfile = tmp_path / "pids"
+    # the shell ignores SIGTERM: only SIGKILL after the grace period ends it; its child sleeps
+    command = f"trap '' TERM; sleep 30 & echo $$ $! > {pidfile}; wait"
+    async with running_engine(tmp_path, cancel_grace_s=0.3) as orch:
+        await spawner_ready(mode)
+        await orch.load(workflow(shell_process("long", command)))
+        await wait_for(lambda: pidfile.exists() and len(pidfile.read_text().split()) == 2)
+        leader, child = (int(x) for x in pidfile.read_text().split())
+        t0 = time.monotonic()
+        await orch.cancel("long")
+        elapsed = time.monotonic() - t0
+        assert orch.processes["long"].state is State.CANCELLED
+        assert 0.25 < elapsed < 2.0  # the grace period, then SIGKILL
+        with pytest.raises(ProcessLookupError):
+            os.kill(leader, 0)  # reaped
+        await wait_for(lambda: _gone(child), timeout=2)  # killed (its new parent reaps it)
+
+
+async def test_shutdown_terminates_running_commands_and_keeps_their_last_checkpoint(tmp_path, mode):
+    command = ("trap 'echo \"::checkpoint {\\\"at\\\": \\\"term\\\"}\"; exit 75' TERM; "
+               "echo '::checkpoint {\"at\": \"start\"}'; while :; do sleep 0.05; done")
+    settings_grace = {"shutdown_grace_s": 2.0}
+    async with running_engine(tmp_path, **settings_grace) as orch:
+        await spawner_ready(mode)
+        await orch.load(workflow(shell_process("w", command)))
+        await wait_for(lambda: orch.processes["w"].checkpoint == {"at": "start"})
+        await asyncio.sleep(0.05)  # past the stop watcher's start
+        t0 = time.monotonic()
+        await orch.stop()
+        assert time.monotonic() - t0 < 1.5  # it answered SIGTERM; no need to wait out the grace
+        p = orch.processes["w"]
+        assert p.checkpoint == {"at": "term"}
+        assert p.state is State.INTERRUPTED and p.interruption.type.value == "shutdown"
+
+
+async def test_a_line_over_the_limit_is_dropped_and_the_protocol_goes_on(tmp_path, mode, monkeypatch):
+    monkeypatch.setattr(shell, "_STREAM_LIMIT", 1000)
+    script = tmp_path / "long.py"
+    script.write_text(
+        "import sys\n"
+        "sys.stdout.write('x' * 5000 + '\\n')\n"          # too long, complete
+        "sys.stdout.write('::checkpoint 30\\n')\n"
+        "sys.stdout.write('y' * 3000)\n"                 # too long, then ended later
+        "sys.stdout.flush()\n"
+        "sys.stdout.write('y' * 3000 + '\\nafter\\n')\n"
+        "sys.stderr.write('e' * 5000 + '\\nerr ok\\n')\n"
+    )
+    text = f'[[process]]\nid = "l"\nkind = "shell"\ncommand = ["{sys.executable}", "{script}"]\n'
+    async with running_engine(tmp_path) as orch:
+        await spawner_ready(mode)
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert orch.processes["l"].state is State.COMPLETED
+        logged = [line for _, line in await orch.store.logs("l")]
+        assert "after" in logged and "err ok" in logged
+        assert all(len(line) <= 1000 for line in logged)
+        if mode != "asyncio":  # asyncio's reader reports an over-long line once or more, as it goes
+            assert logged.count("(a line longer than 1 MiB was dropped)") == 2
+        assert [c.data for c in await orch.store.checkpoints("l")] == [30]
+
+
+async def test_many_short_commands_at_once(tmp_path, mode):
+    text = "".join(f'[[process]]\nid = "t{i}"\nkind = "shell"\ncommand = ["true"]\n' for i in range(60))
+    async with running_engine(tmp_path, max_concurrent=8) as orch:
+        await spawner_ready(mode)
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert set(states(orch).values()) == {"completed"}
+
+
+async def test_the_spawner_runs_the_commands_off_the_loop(tmp_path):
+    out = tmp_path / "ppid"
+    async with running_engine(tmp_path) as orch:
+        helper = await spawner_ready("spawner")
+        await orch.load(workflow(shell_process("p", f"echo $PPID > {out}")))
+        await orch.run_until_idle()
+        assert orch.processes["p"].state is State.COMPLETED
+        assert int(out.read_text()) == helper.pid != os.getpid()
+
+
+async def test_a_spawner_that_dies_loses_only_what_it_was_running(tmp_path):
+    started = tmp_path / "started"
+    async with running_engine(tmp_path, retry_base_s=0.05) as orch:
+        helper = await spawner_ready("spawner")
+        await orch.load(workflow(shell_process("long", f"touch {started}; sleep 0.5", "max_attempts = 2")))
+        await wait_for(started.exists)
+        os.kill(helper.pid, signal.SIGKILL)
+        await wait_for(lambda: helper.broken)
+        await orch.run_until_idle()
+        p = orch.processes["long"]
+        # its exit status was lost, so the first run counts as an error; the retry started from the loop
+        assert p.state is State.COMPLETED and p.attempt == 2
+        await orch.load(workflow(shell_process("after", "true")))
+        await orch.run_until_idle()
+        assert orch.processes["after"].state is State.COMPLETED
+        assert shell._spawner_for(asyncio.get_running_loop()) is None  # no new one for this loop
+
+
+async def test_a_new_loop_gets_its_own_spawner_and_the_old_one_exits(tmp_path):
+    helpers = []
+
+    async def one_run(n: int):
+        async with running_engine(tmp_path / str(n)) as orch:
+            helpers.append(await spawner_ready("spawner"))
+            await orch.load(workflow(shell_process("x", "true")))
+            await orch.run_until_idle()
+            assert orch.processes["x"].state is State.COMPLETED
+
+    for n in range(2):
+        (tmp_path / str(n)).mkdir()
+        await asyncio.get_running_loop().run_in_executor(None, lambda n=n: asyncio.run(one_run(n)))
+    first, second = helpers
+    assert first.pid != second.pid and first.broken and not second.broken
+    await wait_for(lambda: _gone(first.pid))  # it exits once its socket is closed
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited, not yet reaped
+    except FileNotFoundError:
+        return True
