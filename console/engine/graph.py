@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from console.model import Dependency, DependencyType
+
+_ORDERING = frozenset({DependencyType.SEQUENTIAL, DependencyType.DATA})  # DependencyType.orders
 
 
 class DependencyGraph:
@@ -56,36 +58,39 @@ class DependencyGraph:
         rebuild and walk the whole graph: ~8 ms per voice request beside a 1,000-process DAG.)"""
         added: dict[str, list[str]] = defaultdict(list)  # dependency -> dependents, new edges
         for d in extra:
-            if d.type.orders:
+            if d.type in _ORDERING:
                 added[d.dependency].append(d.dependent)
         if not added:
             return None
+        downstream = self._downstream
 
-        def children(node: str) -> list[str]:
-            return [d.dependent for d in self._downstream.get(node, ()) if d.type.orders] + added.get(node, [])
+        def children(node: str) -> Iterator[str]:
+            for d in downstream.get(node, ()):
+                if d.type in _ORDERING:
+                    yield d.dependent
+            yield from added.get(node, ())
 
-        WHITE, GREY, BLACK = 0, 1, 2
-        colour: dict[str, int] = defaultdict(int)
+        # iterative DFS (deep workflows must not hit the recursion limit); a node absent from
+        # `colour` is unvisited, GREY on the current path, BLACK done
+        GREY, BLACK = 1, 2
+        colour: dict[str, int] = {}
         for root in list(added):
-            if colour[root] != WHITE:
+            if root in colour:
                 continue
-            # iterative DFS: deep workflows must not hit the recursion limit
-            stack: list[tuple[str, list[str], int]] = [(root, children(root), 0)]
-            path: list[str] = [root]
             colour[root] = GREY
+            path: list[str] = [root]
+            stack: list[Iterator[str]] = [children(root)]
             while stack:
-                node, kids, i = stack[-1]
-                if i < len(kids):
-                    stack[-1] = (node, kids, i + 1)
-                    child = kids[i]
-                    if colour[child] == GREY:
-                        return path[path.index(child):] + [child]
-                    if colour[child] == WHITE:
+                for child in stack[-1]:
+                    seen = colour.get(child)
+                    if seen is None:
                         colour[child] = GREY
-                        stack.append((child, children(child), 0))
                         path.append(child)
+                        stack.append(children(child))
+                        break
+                    if seen == GREY:
+                        return path[path.index(child):] + [child]
                 else:
-                    colour[node] = BLACK
+                    colour[path.pop()] = BLACK
                     stack.pop()
-                    path.pop()
         return None

@@ -27,6 +27,7 @@ from console import kinds
 from console.engine.bus import EventBus
 from console.engine.context import _UNSET, RunContext
 from console.engine.graph import DependencyGraph
+from console.engine.pacing import TurnShare
 from console.engine.pools import ResourcePools
 from console.engine.ready import ReadyQueue
 from console.engine.workflow import Workflow, check_workflow
@@ -54,6 +55,13 @@ from console.store import Command, LeaseHolder, Store, WriteBatch
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 600.0
+# A large workflow is applied in slices of about this long, with the loop running in between
+# (1,000 processes took ~35 ms in one step): see `load`.
+LOAD_SLICE_S = 0.004
+# Runs started by one dispatch pass; more wait for the next turn of the loop. Runs made ready by
+# one commit wake together: 200 voice requests started at once ran their first steps (~65 µs
+# each, then their reads) back to back, ~13 ms of frozen loop.
+DISPATCH_BATCH = 32
 LOG_LINE_MAX = 2000
 CLI_LEASE_WAIT_S = 5.0
 
@@ -132,6 +140,15 @@ class Orchestrator:
         # run after the database is loaded and before crash recovery (which fires state hooks)
         self.start_hooks: list[Callable[[], Awaitable[None]]] = []
         self._ready = ReadyQueue()
+        # processes of a workflow being loaded: not dispatched, nor visible to operator actions,
+        # until the write that registers them has been submitted
+        self._loading: set[str] = set()
+        self._held: dict[str, Hashable] = {}  # ready to start, but still loading: signature
+        self._recheck: set[str] = set()  # loading processes that others asked to re-place
+        self._load_placing = False  # the load is placing its own processes
+        # a load being applied in slices: other loads wait for its end (its write's submission)
+        self._slicing: asyncio.Future[None] | None = None
+        self._turns = TurnShare(LOAD_SLICE_S)  # loads arriving together share turns of the loop
         self._signatures: dict[Hashable, dict[str, int]] = {}
         self._running: dict[str, _Work] = {}
         self._timers: list[tuple[float, int, str]] = []  # (when, n, process id)
@@ -282,17 +299,22 @@ class Orchestrator:
             if self._stopping:
                 return
             try:
-                await self._dispatch_once()
+                more = await self._dispatch_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - one bad pass must not stop dispatching
                 log.exception("dispatch pass failed")
+                more = False
+            if more:  # the rest in the next turn, after what the loop has to do meanwhile
+                self._wake.set()
+                await asyncio.sleep(0)
 
-    async def _dispatch_once(self) -> None:
+    async def _dispatch_once(self) -> bool:
+        """Starts what it can, up to DISPATCH_BATCH runs; True if it stopped there."""
         b = WriteBatch()
         self._fire_due_timers(b)
         started: list[_Work] = []
-        while len(self._running) < self.config.max_concurrent:
+        while len(self._running) < self.config.max_concurrent and len(started) < DISPATCH_BATCH:
             pid = self._ready.pop_best(self._fits)
             if pid is None:
                 break
@@ -314,8 +336,11 @@ class Orchestrator:
         # between leaves it queued, so it simply runs again. `running` is announced once committed.
         for w in started:
             w.task = asyncio.create_task(self._run(w), name=f"run:{w.process.id}")
+        if len(started) == DISPATCH_BATCH:
+            return True
         if self._is_idle():
             self._idle.set()
+        return False
 
     def _commit_done(self, task: asyncio.Task[None]) -> None:
         self._commits.discard(task)
@@ -351,7 +376,7 @@ class Orchestrator:
         return work
 
     def _is_idle(self) -> bool:
-        if self._running or len(self._ready):
+        if self._running or len(self._ready) or self._loading:
             return False
         return not any(self._timer_valid(pid) for _, _, pid in self._timers)
 
@@ -406,7 +431,7 @@ class Orchestrator:
     def _place(self, p: Process, b: WriteBatch) -> bool:
         """Put a process that holds a request where it belongs. Returns True if it got blocked."""
         req = self.requests[p.id]
-        self._ready.remove(p.id)
+        self._unready(p.id)
         now = time.time()
         unmet: list[tuple[Dependency, Process]] = []
         for d in self.graph.upstream(p.id):
@@ -441,15 +466,24 @@ class Orchestrator:
             if busy:
                 shortage = f"never runs with {busy[0]} (running)"
         self._set(p, State.WAITING if shortage else State.QUEUED, shortage, b)
-        self._ready.push(req, self._signature(p))
+        signature = self._signature(p)
+        if p.id in self._loading:
+            # not before its registration is submitted: the load releases it then (_end_load)
+            self._held[p.id] = signature
+            return False
+        self._ready.push(req, signature)
         self._placed_in.setdefault(id(b), []).append(p.id)
         self._wake.set()
         return False
 
+    def _unready(self, process_id: str) -> None:
+        self._ready.remove(process_id)
+        self._held.pop(process_id, None)
+
     def _block(self, p: Process, reason: str, b: WriteBatch) -> None:
         self.requests.pop(p.id, None)
         b.requests[p.id] = None
-        self._ready.remove(p.id)
+        self._unready(p.id)
         self._set(p, State.BLOCKED, reason, b)
 
     def _reconsider(self, ids: Iterable[str], b: WriteBatch) -> None:
@@ -458,6 +492,11 @@ class Orchestrator:
         work = deque(ids)
         while work:
             p = self.processes[work.popleft()]
+            if p.id in self._loading and not self._load_placing:
+                # Written by no batch but its load's, or a crash could commit part of a workflow:
+                # the load places it again in its last step.
+                self._recheck.add(p.id)
+                continue
             if p.id in self.requests and p.state is not State.RUNNING:
                 if self._place(p, b):
                     work.extend(self._dependents(p, lambda q: q.id in self.requests))
@@ -693,7 +732,7 @@ class Orchestrator:
 
     def _get(self, process_id: str) -> Process:
         p = self.processes.get(process_id)
-        if p is None:
+        if p is None or process_id in self._loading:  # not registered until its load is submitted
             raise UserError(f"no process {process_id!r}")
         return p
 
@@ -732,7 +771,7 @@ class Orchestrator:
         b = WriteBatch()
         self.requests.pop(p.id, None)
         b.requests[p.id] = None
-        self._ready.remove(p.id)
+        self._unready(p.id)
         p.interruption = Interruption(InterruptionType.OPERATOR, "cancelled by an operator")
         self._set(p, State.CANCELLED, "cancelled by an operator", b)
         self._reconsider(self._dependents(p, lambda q: q.id in self.requests), b)
@@ -742,39 +781,149 @@ class Orchestrator:
     async def _load_command(self, payload: dict[str, Any]) -> str:
         return (await self.load(Workflow.from_json(payload))).describe()
 
-    async def load(self, wf: Workflow, extra: WriteBatch | None = None) -> LoadResult:
+    async def take_turn(self) -> None:
+        """For a caller about to `load` (with `admitted=True`, in the same synchronous section):
+        returns at once, unless many loads arrive together; then in a later turn of the loop."""
+        await self._turns.enter()
+
+    async def load(self, wf: Workflow, extra: WriteBatch | None = None, *, admitted: bool = False) -> LoadResult:
         """Register a workflow's new processes and queue them. Idempotent and all-or-nothing:
-        every check runs before the first change. `extra` is committed in the same transaction
-        (a voice request's own record, say)."""
-        result = LoadResult()
-        new, new_deps = check_workflow(wf, self.processes, self.graph, self.pools.sizes)
-        result.existing = [p.id for p in wf.processes if p.id in self.processes]
-        # -- every check passed: apply
-        b = extra or WriteBatch()
+        every check runs before the first change, and everything is committed in one
+        transaction. `extra` is committed in the same transaction (a voice request's own record,
+        say). Loads that arrive together (a burst of voice requests) share the turns of the loop
+        (TurnShare): a few per turn; `admitted` says the caller took its turn (`take_turn`).
+
+        A large workflow is applied in slices (LOAD_SLICE_S) with the loop running in between.
+        Meanwhile nothing acts on it: its processes are registered before they get a request or
+        an edge, the dispatcher does not start any of them until the write that registers them
+        is submitted (work starts once that is committed, as always), operator actions do not
+        see them yet, other work's consequences for them (a dependency completing meanwhile) are
+        left to the load's own last step so that no other transaction writes them, edges onto
+        processes already there are added in that step too, with those processes' new placement,
+        and other loads wait for this one's submission. A caller cancelled half-way does not stop
+        it: it finishes and commits."""
+        while True:
+            if self._slicing is not None:
+                # All waiting loads go on together once it ends (a lock would wake one per turn
+                # of the loop: 200 voice requests behind a large workflow took ~1 s to register).
+                await asyncio.shield(self._slicing)
+                admitted = False
+            elif admitted:
+                break
+            else:  # many loads at once (a burst of voice requests): a few per turn of the loop
+                await self._turns.enter()
+                admitted = True
+        began = time.perf_counter()  # the checks count towards the first slice
+        try:
+            new, new_deps = check_workflow(wf, self.processes, self.graph, self.pools.sizes)
+            result = LoadResult(existing=[p.id for p in wf.processes if p.id in self.processes])
+            b = extra or WriteBatch()
+            self._loading.update(p.id for p in new)
+            steps = self._load_steps(wf, new, new_deps, b, result, began + LOAD_SLICE_S)
+            try:
+                sliced = next(steps, False)
+            except BaseException:
+                self._end_load(new, b, failed=True)
+                raise
+        finally:
+            self._turns.leave()
+        if sliced:
+            self._slicing = asyncio.get_running_loop().create_future()
+            return await asyncio.shield(asyncio.create_task(self._load_rest(steps, new, b, result),
+                                                            name=f"load:{wf.source}"))
+        await self.commit(b)
+        return result
+
+    async def _load_rest(self, steps: Iterable[bool], new: list[Process], b: WriteBatch,
+                         result: LoadResult) -> LoadResult:
+        try:
+            for _ in steps:
+                await asyncio.sleep(0)
+        except BaseException:
+            self._end_load(new, b, failed=True)
+            raise
+        await self.commit(b)
+        return result
+
+    def _load_steps(self, wf: Workflow, new: list[Process], new_deps: list[Dependency], b: WriteBatch,
+                    result: LoadResult, deadline: float) -> Iterable[bool]:
+        """Applies a checked workflow, yielding each time a slice has taken LOAD_SLICE_S (the
+        first ends at `deadline`). Its last step ends the load (_end_load), right before the
+        caller submits the write."""
+        clock = time.perf_counter
         b.pools.update(wf.resources)
         self.pools.resize(wf.resources)
         now = time.time()
-        for p in new:
+        # 1. registered, pending: no request and no edge yet, so nothing acts on them
+        for i, p in enumerate(new):
             p.state, p.created_at, p.updated_at = State.PENDING, now, now
             self.processes[p.id] = p
             b.processes[p.id] = p
             b.events.append(self.new_event(p.id, "registered", f"{p.kind} from {wf.source}",
                                         {"priority": p.priority.value}))
             result.added.append(p.id)
-        for d in new_deps:
+            if i % 32 == 0 and clock() > deadline:
+                yield True
+                deadline = clock() + LOAD_SLICE_S
+        # 2. the edges of new dependents (an edge onto a process that was there already changes
+        # where that one belongs: it waits for the last step)
+        onto_existing: list[Dependency] = []
+        for i, d in enumerate(new_deps):
+            if d.dependent in self._loading:
+                self.graph.add(d)
+                b.dependencies.append(d)
+            else:
+                onto_existing.append(d)
+            if i % 64 == 63 and clock() > deadline:
+                yield True
+                deadline = clock() + LOAD_SLICE_S
+        result.dependencies_added = len(new_deps)
+        # 3. the new processes' requests, placed; those ready are held (_place) until the end
+        to_place = [p.id for p in new if p.id not in wf.held]
+        for start in range(0, len(to_place), 32):
+            chunk = to_place[start:start + 32]
+            for pid in chunk:
+                self._request(self.processes[pid], RequestSource.WORKFLOW, b)
+            self._place_own(chunk, b)
+            if clock() > deadline and start + 32 < len(to_place):
+                yield True
+                deadline = clock() + LOAD_SLICE_S
+        # 4. in one step: the remaining edges, with the new placement of their dependents, the
+        # new processes others asked to re-place meanwhile, and the load's end
+        for d in onto_existing:
             self.graph.add(d)
             b.dependencies.append(d)
-        result.dependencies_added = len(new_deps)
-        to_place: dict[str, None] = {}  # an ordered set: a list's `in` made loading 10,000 quadratic
+        again = {pid: None for pid in sorted(self._recheck) if pid in self._loading}
+        again.update((d.dependent, None) for d in onto_existing if d.dependent in self.requests)
+        self._recheck.difference_update(again)
+        self._place_own(again, b)
+        self._end_load(new, b)
+
+    def _place_own(self, ids: Iterable[str], b: WriteBatch) -> None:
+        self._load_placing = True
+        try:
+            self._reconsider(ids, b)
+        finally:
+            self._load_placing = False
+
+    def _end_load(self, new: list[Process], b: WriteBatch, failed: bool = False) -> None:
+        """The load's last step, right before its write is submitted (or its failure): its
+        processes become visible to operators and those ready are released to the dispatcher,
+        as made ready by this write (`_write` numbers it, and they wait for its commit)."""
+        placed = self._placed_in.setdefault(id(b), [])
         for p in new:
-            if p.id not in wf.held:
-                self._request(p, RequestSource.WORKFLOW, b)
-                to_place[p.id] = None
-        # existing processes that gained a dependency look again
-        to_place.update((d.dependent, None) for d in new_deps if d.dependent in self.requests)
-        self._reconsider(to_place, b)
-        await self.commit(b)
-        return result
+            self._loading.discard(p.id)
+            self._recheck.discard(p.id)
+            signature = self._held.pop(p.id, None)
+            if signature is not None and not failed:
+                self._ready.push(self.requests[p.id], signature)
+                placed.append(p.id)
+        if failed or not placed:
+            self._placed_in.pop(id(b), None)
+        self._wake.set()
+        if self._slicing is not None:  # the waiting loads run after this write is submitted
+            self._slicing.set_result(None)
+            self._slicing = None
 
     # -- commands from other processes -------------------------------------------------------------
 

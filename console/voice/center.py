@@ -106,6 +106,8 @@ class CallCenter:
     async def create_voice_request(self, call_id: str, text: str | None = None,
                                    audio_path: str | None = None) -> VoiceRequest:
         text, audio_path = check_voice_input(call_id, text, audio_path, self.settings.voice.max_audio_mb)
+        # a burst of requests (callers arriving together) is registered a few per turn of the loop
+        await self.engine.take_turn()
         vr_id = _new_id("vr")
         now = time.time()
         vr = VoiceRequest(id=vr_id, call_id=call_id, process_id=vr_id, input_text=text, audio_path=audio_path,
@@ -113,7 +115,8 @@ class CallCenter:
         process = Process(id=vr_id, kind="voice", priority=Priority.HIGH, max_attempts=3,
                           spec={"voice_request": vr_id, "call_id": call_id})
         extra = WriteBatch(calls={call_id: Call(call_id, now, now)}, voice_requests={vr_id: vr})
-        await self.engine.load(Workflow(source=f"voice request for call {call_id}", processes=[process]), extra)
+        await self.engine.load(Workflow(source=f"voice request for call {call_id}", processes=[process]), extra,
+                               admitted=True)
         return vr
 
     async def get_voice_request(self, request_id: str) -> VoiceRequest:
