@@ -205,3 +205,14 @@ def _gone(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited, not yet reaped
     except FileNotFoundError:
         return True
+
+
+async def test_many_commands_that_cannot_start_at_once(tmp_path, mode):
+    text = "".join(f'[[process]]\nid = "m{i}"\nkind = "shell"\ncommand = ["{tmp_path}/missing-{i}"]\nmax_attempts = 1\n'
+                   for i in range(150))
+    async with running_engine(tmp_path, max_concurrent=150) as orch:
+        await spawner_ready(mode)
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert set(states(orch).values()) == {"failed"}
+        assert all("No such file or directory" in p.reason for p in orch.processes.values())

@@ -193,7 +193,7 @@ class _Spawner:
         self._next = 0
         self._starting: dict[int, _Child] = {}
         self._running: dict[int, _Child] = {}
-        self._buf = bytearray(1 << 16)
+        self._buf = bytearray(spawner.ANSWER_MAX)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             null = _devnull_fd()
@@ -238,10 +238,14 @@ class _Spawner:
                 return
             except OSError:
                 n = 0
-            if n == 0:
+            try:
+                answers = marshal.loads(memoryview(self._buf)[:n]) if n else None
+            except (EOFError, ValueError, TypeError):
+                answers = None
+            if not answers:  # closed (or garbled, which must not happen): it is gone
                 self._lost()
                 return
-            for what, key, value in marshal.loads(memoryview(self._buf)[:n]):
+            for what, key, value in answers:
                 if what == "r":
                     self.ready = True
                     continue

@@ -38,8 +38,9 @@ if not (3, 11) <= sys.version_info[:2] <= (3, 13):  # pragma: no cover - signatu
     _fork_exec = None
 
 MAX_REQUEST = 1 << 17  # bigger requests (a huge checkpoint in the environment) spawn directly
-MAX_BATCH = 256  # answers per message
-_ERROR_DATA_MAX = 1000
+MAX_BATCH = 128  # answers per message: with error data cut at 200 bytes, a message stays < 32 KiB
+_ERROR_DATA_MAX = 200  # what the error pipe says is ~20 bytes ("OSError:2:noexec")
+ANSWER_MAX = 1 << 16  # the engine's receive buffer
 
 
 def fork_exec_usable() -> bool:
