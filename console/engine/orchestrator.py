@@ -583,7 +583,7 @@ class Orchestrator:
         detail: Any = None
         try:
             if w.barrier is not None:
-                await asyncio.shield(w.barrier)
+                await w.barrier  # not cancelled by this run's cancellation (Store.barrier)
             if w.stop_reason is not None:  # cancelled or stopped before it began
                 raise asyncio.CancelledError
             kind = kinds.get(p.kind)

@@ -108,7 +108,8 @@ class Store(Protocol):
 
     def barrier(self, upto: int | None = None) -> Awaitable[None] | None:
         """Done once every write submitted so far (or the first `upto`) is committed; None if
-        they are already."""
+        they are already. A waiter's cancellation must not cancel it (others wait for it too):
+        the engine awaits it directly."""
 
     # ownership
     async def acquire_lease(
