@@ -216,3 +216,23 @@ async def test_many_commands_that_cannot_start_at_once(tmp_path, mode):
         await orch.run_until_idle()
         assert set(states(orch).values()) == {"failed"}
         assert all("No such file or directory" in p.reason for p in orch.processes.values())
+
+
+async def test_output_after_the_exit_and_more_than_a_pipe_holds(tmp_path, mode):
+    # the command exits at once, a process it left behind writes later: the run waits for it
+    # (as it always has: until both pipes close); the other writes more than a pipe holds
+    # before anything watches its pipes
+    text = (shell_process("late", "(sleep 0.2; echo late; echo late-err >&2) & echo early")
+            + f'[[process]]\nid = "big"\nkind = "shell"\ncommand = ["{sys.executable}", "-c", '
+              '"import sys; sys.stdout.write(\'line\\\\n\' * 30000); print(\'::progress 50\')"]\n')
+    async with running_engine(tmp_path) as orch:
+        await spawner_ready(mode)
+        t0 = time.monotonic()
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert states(orch) == {"late": "completed", "big": "completed"}
+        assert time.monotonic() - t0 >= 0.2
+        logged = [line for _, line in await orch.store.logs("late")]
+        assert {"early", "late", "late-err"} <= set(logged)
+        big = [line for _, line in await orch.store.logs("big", limit=100_000)]
+        assert big.count("line") == 30000 and orch.processes["big"].progress == 100

@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 EX_TEMPFAIL = 75
 _STREAM_LIMIT = 1 << 20  # a line of up to 1 MiB (big checkpoints)
 _READ_CHUNK = 1 << 16  # below malloc's mmap threshold: small reads stay cheap
-# A command that lives longer than this gets a watcher for the engine's `stopping` flag (a
-# task); shorter ones are not worth one. Work that started within this much of a shutdown
-# gets its SIGTERM this much later at most.
-_STOP_WATCH_AFTER_S = 0.01
+# Most commands are short. Their pipes are read once they have exited (all the output is
+# there then), without registering them with the loop; a command still running after this
+# long gets its pipes watched by the loop and a watcher for the engine's `stopping` flag (a
+# task). So output is handled at most this late, and work that started within this much of a
+# shutdown gets its SIGTERM this much later at most.
+_WATCH_AFTER_S = 0.01
 
 
 class ShellKind:
@@ -324,16 +326,25 @@ def _spawner_for(loop: asyncio.AbstractEventLoop) -> _Spawner | None:
     return current
 
 
+class _StartError(Exception):
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
 class _Child:
-    """One running command: its pipes and its pidfd are readers on the loop, and the run
-    sleeps on one future that any of them (or a timer) wakes."""
+    """One running command. The run sleeps on one future, woken by its exit (a pidfd reader on
+    the loop, or the spawner's answer), by its pipes once they are watched, or by a timer."""
 
     def __init__(self, ctx: RunContext, loop: asyncio.AbstractEventLoop):
         self.ctx = ctx
         self.loop = loop
         self.pid = 0
         self.returncode: int | None = None
-        self.terminated = False  # SIGTERM sent because the engine is stopping
+        self.terminated = False  # SIGTERM sent (or due) because the engine is stopping
+        self.program = ""
+        self.cwd: str | None = None
+        self.lost_track = False
         self._keep: Any = None
         self._out_fd = -1
         self._err_fd = -1
@@ -343,21 +354,19 @@ class _Child:
         self._out_paused = False
         self._out_dropping = False
         self._err_dropping = False
+        self._watching = False  # the pipes are readers on the loop
+        self._waiting_pid = False
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
-        self._stop_timer: asyncio.TimerHandle | None = None
+        self._start_error: OSError | None = None
+        self._watch_timer: asyncio.TimerHandle | None = None
         self._stop_task: asyncio.Task[None] | None = None
-        self._start_error: BaseException | None = None
-        self.program = ""
-        self.cwd: str | None = None
-        self.cancelled_early = False  # cancelled while waiting for its pid
-        self.lost_track = False
 
     # -- starting ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the command (through the spawner when there is one); returns once its pid is
-        known, its output already being read."""
+    def start(self) -> None:
+        """Start the command: through the spawner when there is one (its pid comes later),
+        else from here. Raises OSError if it cannot start here."""
         spec = self.ctx.spec
         env, path = _child_environment(self.ctx)
         argv = _argv(spec)
@@ -385,8 +394,6 @@ class _Child:
         self._out_fd, self._err_fd = out[0], err[0]
         os.set_blocking(self._out_fd, False)
         os.set_blocking(self._err_fd, False)
-        self.loop.add_reader(self._out_fd, self._read_out)
-        self.loop.add_reader(self._err_fd, self._read_err)
         if self.pid:
             try:
                 self._pidfd = os.pidfd_open(self.pid)
@@ -397,31 +404,27 @@ class _Child:
                 self.close()
                 raise
             self.loop.add_reader(self._pidfd, self._exited)
-        else:
-            try:
-                await self._until_started()
-            except asyncio.CancelledError:
-                self.cancelled_early = True
-                raise
         if self.ctx.stopping.is_set():
             self._terminate()
-        else:
-            self._stop_timer = self.loop.call_later(_STOP_WATCH_AFTER_S, self._watch_stopping)
+        self._watch_timer = self.loop.call_later(_WATCH_AFTER_S, self._watch)
 
-    async def _until_started(self) -> None:
+    async def _until_started(self) -> bool:
+        """Wait for the pid (from the spawner); False if the command did not start."""
+        self._waiting_pid = True
         while not self.pid and self._start_error is None:
             await self._sleep()
-        if self._start_error is not None:
-            self.close()
-            raise self._start_error
+        return bool(self.pid)
 
     # -- what the spawner says -------------------------------------------------------------------
 
     def started(self, pid: int) -> None:
         self.pid = pid
-        self._wake()
+        if self.terminated:  # the engine stopped before the pid came
+            self.signal(signal.SIGTERM)
+        if self._waiting_pid:
+            self._wake()
 
-    def start_failed(self, error: BaseException) -> None:
+    def start_failed(self, error: OSError) -> None:
         self._start_error = error
         self._wake()
 
@@ -443,43 +446,78 @@ class _Child:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def _read_out(self) -> None:
+    def _watch(self) -> None:
+        """Still running (or its pipes still open): let the loop watch its pipes and the
+        engine's stopping flag."""
+        self._watch_timer = None
+        if not self._watching:
+            self._watching = True
+            if self._out_fd >= 0 and not self._out_paused:
+                self.loop.add_reader(self._out_fd, self._read_out)
+            if self._err_fd >= 0:
+                self.loop.add_reader(self._err_fd, self._read_err)
+        if self.returncode is None and self._stop_task is None and not self.terminated:
+            self._stop_task = self.loop.create_task(self._on_stopping())
+
+    def _take_out(self) -> bool:
+        """One read from stdout into the buffer; False when there is nothing more for now."""
         try:
             data = os.read(self._out_fd, _READ_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
-        if data:
-            self._out += data
-            if len(self._out) > 2 * _STREAM_LIMIT:  # the run is behind (awaiting commits): pause
-                self.loop.remove_reader(self._out_fd)
-                self._out_paused = True
-        else:
+        if not data:
             self._close_out()
-        self._wake()
+            return False
+        self._out += data
+        if self._watching and len(self._out) > 2 * _STREAM_LIMIT:  # the run is behind: pause
+            self.loop.remove_reader(self._out_fd)
+            self._out_paused = True
+            return False
+        return True
 
-    def _read_err(self) -> None:
+    def _take_err(self) -> bool:
+        """One read from stderr, its complete lines logged; False when there is nothing more."""
         try:
             data = os.read(self._err_fd, _READ_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
         try:
             if data:
                 self._err += data
-                for line in _split_lines(self, "_err", "_err_dropping", final=False):
-                    if line is not None:
-                        self.ctx.log(line)
+                lines = _split_lines(self, "_err", "_err_dropping", final=False)
             else:
                 self._close_err()
-                for line in _split_lines(self, "_err", "_err_dropping", final=True):
-                    if line is not None:
-                        self.ctx.log(line)
+                lines = _split_lines(self, "_err", "_err_dropping", final=True)
+            for line in lines:
+                if line is not None:
+                    self.ctx.log(line)
         except Exception as e:  # noqa: BLE001 - handed to the run, which raises it
             self._error = e
+        return bool(data)
+
+    def _read_out(self) -> None:
+        self._take_out()
         self._wake()
+
+    def _read_err(self) -> None:
+        self._take_err()
+        self._wake()
+
+    def _drain(self) -> None:
+        """After the exit: read what the pipes hold; whatever stays open (a process the
+        command left behind has them) is watched from now on."""
+        while self._err_fd >= 0 and self._take_err():
+            pass
+        while self._out_fd >= 0 and not self._out_paused and self._take_out():
+            pass
+        if (self._out_fd >= 0 or self._err_fd >= 0) and not self._watching:
+            if self._watch_timer is not None:
+                self._watch_timer.cancel()
+            self._watch()
 
     def _exited(self) -> None:
         try:
@@ -496,23 +534,20 @@ class _Child:
         self._pidfd = -1
         self._wake()
 
-    def _watch_stopping(self) -> None:
-        self._stop_timer = None
-        if self.returncode is None:
-            self._stop_task = self.loop.create_task(self._on_stopping())
-
     async def _on_stopping(self) -> None:
         await self.ctx.stopping.wait()
         self._terminate()
 
     def _terminate(self) -> None:
         self.terminated = True
-        self.signal(signal.SIGTERM)
+        if self.pid:
+            self.signal(signal.SIGTERM)
 
     def signal(self, sig: int) -> None:
         """To the command's whole process group (it leads its own session)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
 
     # -- the run's side ----------------------------------------------------------------------------
 
@@ -528,8 +563,13 @@ class _Child:
 
     async def serve(self, *, exit_only: bool = False, deadline: float | None = None) -> bool:
         """Handle the output until the command has exited and closed both pipes (with
-        `exit_only`: until it has exited); False if `deadline` (loop time) came first."""
+        `exit_only`: until it has exited); False if `deadline` (loop time) came first.
+        Raises _StartError if the spawner could not start it."""
         while True:
+            if self._start_error is not None:
+                raise _StartError(self._start_error)
+            if self.returncode is not None and (self._out_fd >= 0 or self._err_fd >= 0):
+                self._drain()
             if self._out or self._out_fd < 0:
                 await self._handle_out()
             if self._error is not None:
@@ -575,6 +615,8 @@ class _Child:
         SIGTERM); the output is still handled meanwhile (a last checkpoint counts). Returns
         once the command has exited."""
         try:
+            if not self.pid and not await self._until_started():
+                return  # it never started
             if self.returncode is None:
                 if not self.terminated:
                     self.signal(signal.SIGTERM)
@@ -591,9 +633,9 @@ class _Child:
     def close(self) -> None:
         """Let go of the pipes and timers. A command that has not exited (the run was torn
         down early) stays watched until it does, so it is reaped."""
-        if self._stop_timer is not None:
-            self._stop_timer.cancel()
-            self._stop_timer = None
+        if self._watch_timer is not None:
+            self._watch_timer.cancel()
+            self._watch_timer = None
         if self._stop_task is not None:
             self._stop_task.cancel()
             self._stop_task = None
@@ -606,14 +648,15 @@ class _Child:
 
     def _close_out(self) -> None:
         if self._out_fd >= 0:
-            if not self._out_paused:
+            if self._watching and not self._out_paused:
                 self.loop.remove_reader(self._out_fd)
             os.close(self._out_fd)
             self._out_fd = -1
 
     def _close_err(self) -> None:
         if self._err_fd >= 0:
-            self.loop.remove_reader(self._err_fd)
+            if self._watching:
+                self.loop.remove_reader(self._err_fd)
             os.close(self._err_fd)
             self._err_fd = -1
 
@@ -661,20 +704,13 @@ def _split_lines(owner: Any, buf_name: str, drop_name: str, *, final: bool,
 async def _run_direct(ctx: RunContext) -> int:
     child = _Child(ctx, asyncio.get_running_loop())
     try:
-        await child.start()
-    except asyncio.CancelledError:
-        if child.cancelled_early:  # it may be running already: wait for its pid, then stop it
-            with contextlib.suppress(BaseException):
-                await child._until_started()  # noqa: SLF001
-            if child.pid:
-                with contextlib.suppress(BaseException):
-                    await child.kill(ctx.cancel_grace_s)
-                child.close()
-        raise
+        child.start()
     except OSError as e:
         raise _cannot_start(ctx.spec, e) from None
     try:
         await child.serve()
+    except _StartError as e:
+        raise _cannot_start(ctx.spec, e.error) from None
     except BaseException:
         await child.kill(ctx.cancel_grace_s)
         raise
