@@ -23,8 +23,8 @@ it starts commands itself), ("s", request, pid) started, ("e", request, data) th
 (what `subprocess`'s error pipe said), ("o", request, (errno, strerror)) the fork failed,
 ("x", pid, wait status) exited.
 
-This module imports nothing beyond the standard library's core so that the spawner starts in
-~15 ms."""
+This module imports nothing beyond the standard library's core so that the spawner is ready
+soon (20-30 ms here); until it says so, the engine starts commands itself."""
 
 import marshal
 import os
