@@ -189,6 +189,10 @@ _TOP = {
 }
 # Read from these environment variables (any case), not SWITCHBOARD_*.
 _ALIASES = {"groq_api_key": "GROQ_API_KEY", "groq_base_url": "GROQ_BASE_URL"}
+# The environment variables the common case reads itself; any other SWITCHBOARD_* variable
+# goes through pydantic-settings.
+_PLAIN_ENV = {**{alias.lower(): name for name, alias in _ALIASES.items()},
+              "switchboard_db": "db", "switchboard_data_dir": "data_dir"}
 
 
 # -- the objects the program reads ------------------------------------------------------------------
@@ -344,15 +348,15 @@ def _deep_update(mapping: dict[str, Any], *updates: dict[str, Any]) -> dict[str,
 
 
 def _environment_values() -> dict[str, Any] | None:
-    """What the environment sets, if it is only the Groq variables; None when pydantic-settings
-    must read it (SWITCHBOARD_* variables, a .env file, one name spelt in two cases)."""
+    """What the environment sets, if it is only the Groq variables, SWITCHBOARD_DB and
+    SWITCHBOARD_DATA_DIR; None when pydantic-settings must read it (other SWITCHBOARD_*
+    variables, a .env file, one name spelt in two cases)."""
     found: dict[str, Any] = {}
-    aliases = {alias.lower(): name for name, alias in _ALIASES.items()}
     for key, value in os.environ.items():
         low = key.lower()
-        if low.startswith("switchboard_") and low != "switchboard_config":
+        name = _PLAIN_ENV.get(low)
+        if name is None and low.startswith("switchboard_") and low != "switchboard_config":
             return None
-        name = aliases.get(low)
         if name is not None:
             if name in found:
                 return None

@@ -130,6 +130,21 @@ def test_what_needs_pydantic_settings_goes_there(tmp_path, monkeypatch):
     monkeypatch.setenv("groq_api_key", "gsk_2")  # the same setting spelt twice
     assert S._environment_values() is None
     monkeypatch.delenv("groq_api_key")
+    monkeypatch.setenv("SWITCHBOARD_DB", str(tmp_path / "env.db"))
+    monkeypatch.setenv("switchboard_data_dir", str(tmp_path / "data"))
+    assert S._environment_values() == {"groq_api_key": "gsk_1", "db": str(tmp_path / "env.db"),
+                                       "data_dir": str(tmp_path / "data")}
+    config = tmp_path / "c.toml"
+    config.write_text('db = "toml.db"\n')
+    for init in ({}, {"db": tmp_path / "flag.db"}):
+        fast = S.load_settings(config, **init)
+        assert typed(fast) == typed(through_pydantic(config, **init))
+    assert S.load_settings(config).db_path == tmp_path / "env.db"
+    assert S.load_settings(config, db=tmp_path / "flag.db").db_path == tmp_path / "flag.db"
+    monkeypatch.setenv("SWITCHBOARD_DB", "")  # not a path: pydantic-settings decides
+    assert S._settings_without_pydantic({}, {}) is None
+    monkeypatch.delenv("SWITCHBOARD_DB")
+    monkeypatch.delenv("switchboard_data_dir")
     monkeypatch.setenv("SWITCHBOARD_VOICE__SPEECH", "yes")
     assert S._environment_values() is None
     assert S.load_settings(None).voice.speech is True
