@@ -146,9 +146,9 @@ class Orchestrator:
         self._held: dict[str, Hashable] = {}  # ready to start, but still loading: signature
         self._recheck: set[str] = set()  # loading processes that others asked to re-place
         self._load_placing = False  # the load is placing its own processes
-        # a load being applied in slices: other loads wait for its end (its write's submission)
-        self._slicing: asyncio.Future[None] | None = None
-        self._turns = TurnShare(LOAD_SLICE_S)  # loads arriving together share turns of the loop
+        # loads share turns of the loop, in the order they come; while one is applied in slices,
+        # the others wait for its end (its write's submission)
+        self._turns = TurnShare(LOAD_SLICE_S)
         self._signatures: dict[Hashable, dict[str, int]] = {}
         self._running: dict[str, _Work] = {}
         self._timers: list[tuple[float, int, str]] = []  # (when, n, process id)
@@ -783,7 +783,8 @@ class Orchestrator:
 
     async def take_turn(self) -> None:
         """For a caller about to `load` (with `admitted=True`, in the same synchronous section):
-        returns at once, unless many loads arrive together; then in a later turn of the loop."""
+        returns at once, unless many loads arrive together or one is being applied in slices;
+        then in a later turn of the loop."""
         await self._turns.enter()
 
     async def load(self, wf: Workflow, extra: WriteBatch | None = None, *, admitted: bool = False) -> LoadResult:
@@ -791,7 +792,8 @@ class Orchestrator:
         every check runs before the first change, and everything is committed in one
         transaction. `extra` is committed in the same transaction (a voice request's own record,
         say). Loads that arrive together (a burst of voice requests) share the turns of the loop
-        (TurnShare): a few per turn; `admitted` says the caller took its turn (`take_turn`).
+        (TurnShare): a few per turn, in the order they came; `admitted` says the caller took
+        its turn (`take_turn`) and calls this in the same synchronous section.
 
         A large workflow is applied in slices (LOAD_SLICE_S) with the loop running in between.
         Meanwhile nothing acts on it: its processes are registered before they get a request or
@@ -802,17 +804,8 @@ class Orchestrator:
         processes already there are added in that step too, with those processes' new placement,
         and other loads wait for this one's submission. A caller cancelled half-way does not stop
         it: it finishes and commits."""
-        while True:
-            if self._slicing is not None:
-                # All waiting loads go on together once it ends (a lock would wake one per turn
-                # of the loop: 200 voice requests behind a large workflow took ~1 s to register).
-                await asyncio.shield(self._slicing)
-                admitted = False
-            elif admitted:
-                break
-            else:  # many loads at once (a burst of voice requests): a few per turn of the loop
-                await self._turns.enter()
-                admitted = True
+        if not admitted:  # at once, unless many come together or one is being applied in slices
+            await self._turns.enter()
         began = time.perf_counter()  # the checks count towards the first slice
         try:
             new, new_deps = check_workflow(wf, self.processes, self.graph, self.pools.sizes)
@@ -828,7 +821,7 @@ class Orchestrator:
         finally:
             self._turns.leave()
         if sliced:
-            self._slicing = asyncio.get_running_loop().create_future()
+            self._turns.block()  # until _end_load
             return await asyncio.shield(asyncio.create_task(self._load_rest(steps, new, b, result),
                                                             name=f"load:{wf.source}"))
         await self.commit(b)
@@ -862,7 +855,7 @@ class Orchestrator:
             b.events.append(self.new_event(p.id, "registered", f"{p.kind} from {wf.source}",
                                         {"priority": p.priority.value}))
             result.added.append(p.id)
-            if i % 32 == 0 and clock() > deadline:
+            if i % 32 == 31 and clock() > deadline:
                 yield True
                 deadline = clock() + LOAD_SLICE_S
         # 2. the edges of new dependents (an edge onto a process that was there already changes
@@ -921,9 +914,8 @@ class Orchestrator:
         if failed or not placed:
             self._placed_in.pop(id(b), None)
         self._wake.set()
-        if self._slicing is not None:  # the waiting loads run after this write is submitted
-            self._slicing.set_result(None)
-            self._slicing = None
+        if self._turns.blocked:  # a load in slices ends: the others go on (after its submission)
+            self._turns.unblock()
 
     # -- commands from other processes -------------------------------------------------------------
 

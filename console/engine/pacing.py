@@ -50,7 +50,7 @@ class TurnShare:
     in the order they came; everything else runs in between. A lone section never waits.
 
     Use: `await share.enter()`, the synchronous section, `share.leave()`; the section must not
-    await in between (a section that has to wait enters again afterwards)."""
+    await in between. `block()` holds every section back (in order) until `unblock()`."""
 
     def __init__(self, budget: float = 0.004) -> None:
         self.budget = budget
@@ -59,9 +59,17 @@ class TurnShare:
         self._began: float | None = None  # when the current section entered
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._turn_scheduled = False
+        self.blocked = False
+
+    def block(self) -> None:
+        self.blocked = True
+
+    def unblock(self) -> None:
+        self.blocked = False
+        self._schedule()
 
     async def enter(self) -> None:
-        if self._waiters or self._spent >= self.budget:
+        if self.blocked or self._waiters or self._spent >= self.budget:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(future)
             self._schedule()
@@ -90,6 +98,8 @@ class TurnShare:
     def _next_turn(self) -> None:
         self._turn_scheduled = False
         self._spent = 0.0
+        if self.blocked:
+            return
         room = max(1, int(self.budget / self._cost)) if self._cost > 0 else 1
         while self._waiters and room > 0:
             future = self._waiters.popleft()
