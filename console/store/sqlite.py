@@ -646,15 +646,6 @@ def _build(make: Callable[[Any], tuple], items: Iterable[Any], budget: _Budget |
     return rows
 
 
-def _statements(b: WriteBatch, spec_json: Callable[[Process], tuple[str, str]] | None = None
-                ) -> list[tuple[str, list[tuple]]]:
-    """The batch as (sql, rows) pairs, in an order that respects the foreign keys."""
-    out: list[tuple[str, list[tuple]]] = []
-    for _ in _statement_steps(b, out, spec_json):
-        pass
-    return out
-
-
 def _statement_steps(b: WriteBatch, out: list[tuple[str, list[tuple]]],
                      spec_json: Callable[[Process], tuple[str, str]] | None = None,
                      budget: _Budget | None = None) -> Iterator[None]:
