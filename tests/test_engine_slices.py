@@ -285,3 +285,21 @@ async def test_a_cancelled_writer_does_not_cancel_the_commit_others_wait_for(tmp
         with pytest.raises(asyncio.CancelledError):
             await first  # the cancellation arrives once the commit is done
         assert [e.seq for e in await store.events()] == [1, 2]
+
+
+async def test_a_resource_edge_onto_a_running_process_holds_in_a_sliced_load(tmp_path, thin_slices):
+    """`x` was there and runs; a large workflow adds `p`, which must never run with `x`."""
+    async with running_engine(tmp_path, max_concurrent=10) as orch:
+        await orch.load(workflow(py("x", "wait_gate", gate="x")))
+        await wait_for(lambda: orch.processes["x"].state is State.RUNNING)
+        text = (py("x", "wait_gate", gate="x") + py("p", "noop") + dep("x", "p", type_="resource")
+                + "".join(py(f"f{i}", "noop") for i in range(300)))
+        await orch.load(workflow(text))
+        await wait_for(lambda: orch.processes["f299"].state is State.COMPLETED)
+        assert orch.processes["p"].state is State.WAITING  # never runs with x (running)
+        steps.gate("x").set()
+        await orch.run_until_idle()
+        assert orch.processes["p"].state is State.COMPLETED
+    starts = [pid for what, pid, _ in steps.RECORD if what == "start"]
+    ends = [pid for what, pid, _ in steps.RECORD if what == "end"]
+    assert "x" in ends and starts.index("p") > starts.index("x")

@@ -888,6 +888,9 @@ class Orchestrator:
             b.dependencies.append(d)
         again = {pid: None for pid in sorted(self._recheck) if pid in self._loading}
         again.update((d.dependent, None) for d in onto_existing if d.dependent in self.requests)
+        # a new process at the other end may now never run with the one already there (a
+        # `resource` edge): placed again, its signature says so
+        again.update((d.dependency, None) for d in onto_existing if d.dependency in self._loading)
         self._recheck.difference_update(again)
         self._place_own(again, b)
         self._end_load(new, b)
