@@ -303,3 +303,14 @@ async def test_a_resource_edge_onto_a_running_process_holds_in_a_sliced_load(tmp
     starts = [pid for what, pid, _ in steps.RECORD if what == "start"]
     ends = [pid for what, pid, _ in steps.RECORD if what == "end"]
     assert "x" in ends and starts.index("p") > starts.index("x")
+
+
+async def test_stopping_during_a_load_in_slices_commits_it_first(tmp_path, thin_slices):
+    async with running_engine(tmp_path, dispatch=False) as orch:
+        load = asyncio.create_task(orch.load(workflow(chain(300))))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not load.done()
+        await orch.stop()
+        assert load.done() and len(load.result().added) == 300
+    assert len(stored_ids(tmp_path / "t.db")) == 300

@@ -149,6 +149,7 @@ class Orchestrator:
         # loads share turns of the loop, in the order they come; while one is applied in slices,
         # the others wait for its end (its write's submission)
         self._turns = TurnShare(LOAD_SLICE_S)
+        self._loads_in_slices: set[asyncio.Task[LoadResult]] = set()  # finished (committed) by stop()
         self._signatures: dict[Hashable, dict[str, int]] = {}
         self._running: dict[str, _Work] = {}
         self._timers: list[tuple[float, int, str]] = []  # (when, n, process id)
@@ -246,7 +247,7 @@ class Orchestrator:
         for t in self._tasks:
             if t.get_name() == "dispatch":
                 await asyncio.gather(t, return_exceptions=True)
-        await asyncio.gather(*self._commits, return_exceptions=True)
+        await asyncio.gather(*self._commits, *self._loads_in_slices, return_exceptions=True)
         works = list(self._running.values())
         for w in works:
             w.stop_reason = "shutdown"
@@ -822,8 +823,10 @@ class Orchestrator:
             self._turns.leave()
         if sliced:
             self._turns.block()  # until _end_load
-            return await asyncio.shield(asyncio.create_task(self._load_rest(steps, new, b, result),
-                                                            name=f"load:{wf.source}"))
+            task = asyncio.create_task(self._load_rest(steps, new, b, result), name=f"load:{wf.source}")
+            self._loads_in_slices.add(task)
+            task.add_done_callback(self._loads_in_slices.discard)
+            return await asyncio.shield(task)
         await self.commit(b)
         return result
 
