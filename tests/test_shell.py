@@ -236,3 +236,31 @@ async def test_output_after_the_exit_and_more_than_a_pipe_holds(tmp_path, mode):
         assert {"early", "late", "late-err"} <= set(logged)
         big = [line for _, line in await orch.store.logs("big", limit=100_000)]
         assert big.count("line") == 30000 and orch.processes["big"].progress == 100
+
+
+@pytest.mark.parametrize("limit", ["none", "request size", "socket buffer"])
+async def test_a_big_checkpoint_reaches_the_resumed_command(tmp_path, mode, limit, monkeypatch):
+    """A ~100 KB SWITCHBOARD_CHECKPOINT goes through the spawner; a request over its size limit,
+    or one the socket cannot take, is started from the loop instead (the spawner stays)."""
+    script = tmp_path / "big.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "cp = os.environ.get('SWITCHBOARD_CHECKPOINT')\n"
+        "if cp is None:\n"
+        "    print('::checkpoint ' + json.dumps('x' * 50_000)); sys.exit(75)\n"
+        "sys.exit(0 if len(json.loads(cp)) == 50_000 else 3)\n"
+    )
+    if limit == "request size":
+        monkeypatch.setattr(shell.spawner, "MAX_REQUEST", 10_000)
+    text = f'[[process]]\nid = "b"\nkind = "shell"\ncommand = ["{sys.executable}", "{script}"]\n'
+    async with running_engine(tmp_path) as orch:
+        helper = await spawner_ready(mode)
+        if helper is not None and limit == "socket buffer":
+            import socket
+
+            helper.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert orch.processes["b"].state is State.COMPLETED and orch.processes["b"].attempt == 2
+        if helper is not None:
+            assert not helper.broken

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import marshal
@@ -229,8 +230,9 @@ class _Spawner:
             self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         except (BlockingIOError, InterruptedError):
             return False  # its queue is full: start this one here
-        except OSError:
-            self._lost()
+        except OSError as e:
+            if e.errno not in (errno.EMSGSIZE, errno.ENOBUFS):  # too big for the socket: here
+                self._lost()
             return False
         self._next += 1
         self._starting[self._next] = child
