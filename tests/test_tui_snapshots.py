@@ -98,10 +98,25 @@ async def settle(pilot) -> SwitchboardApp:
     app._tick()
     app._dirty.update(ALL_PANES)
     app._refresh()
-    await app.workers.wait_for_complete()
-    await wait_for(lambda: app._refresh_timer is None)
-    await pilot.pause()
+    await quiet(pilot)
     return app
+
+
+async def quiet(pilot, passes: int = 3) -> None:
+    """Until nothing is left to repaint for a few turns in a row: a pass can post messages (a
+    list's highlight selects a process, which dirties the graph) that schedule another pass,
+    so one empty check is not enough on a slow machine."""
+    app = pilot.app
+    calm = 0
+    deadline = time.monotonic() + 10
+    while calm < passes:
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.02)
+        busy = app._refresh_timer is not None or bool(app._dirty) or any(
+            w.is_running for w in app.workers)
+        calm = 0 if busy else calm + 1
+        assert time.monotonic() < deadline, "the console did not settle in 10 s"
+    await pilot.pause()
 
 
 def still_inputs(app: SwitchboardApp) -> None:
@@ -113,11 +128,8 @@ def still_inputs(app: SwitchboardApp) -> None:
 
 
 async def wait_refreshed(pilot) -> None:
-    app = pilot.app
     await pilot.pause()
-    await wait_for(lambda: app._refresh_timer is None)
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    await quiet(pilot)
 
 
 def rows(app: SwitchboardApp, list_id: str) -> RowList:
