@@ -310,6 +310,20 @@ async def test_no_stall_with_200_requests_in_flight(tmp_path, sim):
     assert wall < 10
 
 
+def test_the_sdks_models_are_warmed_with_the_installed_sdk(caplog):
+    """The client is built in a worker thread that also fills the SDK's model caches (so the
+    first reply does not pay for it on the loop). That warm-up uses the SDK's internal model
+    builder: if an SDK upgrade moves it, this says so instead of the loop quietly paying."""
+    from groq.types.chat import ChatCompletion
+
+    from console.voice import gateway
+
+    with caplog.at_level("DEBUG", logger="console.voice.gateway"):
+        gateway._warm_models()
+    assert not caplog.records, caplog.records
+    assert "choices" in ChatCompletion.model_fields
+
+
 # -- the command line -----------------------------------------------------------------------------------
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import importlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from console import heap
 from console.model import Interrupted, InterruptionType, PermanentFailure
 from console.settings import Settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from groq import AsyncGroq
@@ -149,8 +152,13 @@ class GroqGateway:
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         client_class = DefaultAioHttpClient if cfg.transport == "aiohttp" else DefaultAsyncHttpxClient
         http_client = client_class(limits=limits)
-        return AsyncGroq(api_key=self._key, base_url=self._settings.groq_base_url or None,
-                         timeout=cfg.timeout_s, max_retries=0, http_client=http_client)
+        client = AsyncGroq(api_key=self._key, base_url=self._settings.groq_base_url or None,
+                           timeout=cfg.timeout_s, max_retries=0, http_client=http_client)
+        # The SDK imports each resource (and builds its models) on first access: here, in
+        # this worker thread, rather than on the loop at the first request (~50 ms there).
+        client.chat.completions, client.audio.transcriptions, client.audio.speech  # noqa: B018
+        _warm_models()
+        return client
 
     async def _call(self, fn: Callable[[AsyncGroq], Any]) -> tuple[Any, float]:
         if self._key is None:
@@ -165,6 +173,7 @@ class GroqGateway:
                 if self._client is None:
                     await _import_groq()
                     self._client = await asyncio.to_thread(self._make_client)
+                    heap.resettle()  # what the client's warm-up imported and built
                 client = self._client
         async with self._limit:
             self.in_flight += 1
@@ -230,6 +239,26 @@ class GroqGateway:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _warm_models() -> None:
+    """The SDK builds an answer's model from its JSON through caches it fills on first use
+    (type hints, field tables): ~0.1 s on the loop at the first reply. Filled here instead,
+    in the worker thread, with answers of the shapes we ask for. (`construct_type` is the
+    SDK's internal builder; if it moves, only this warm-up is lost.)"""
+    try:
+        from groq._models import construct_type
+        from groq.types.audio import Transcription
+        from groq.types.chat import ChatCompletion
+
+        construct_type(type_=ChatCompletion, value={
+            "id": "warm", "object": "chat.completion", "created": 0, "model": "warm",
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                         "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        construct_type(type_=Transcription, value={"text": "ok"})
+    except Exception:  # noqa: BLE001 - a warm-up only
+        log.debug("warming the SDK's models failed", exc_info=True)
 
 
 _import_lock: asyncio.Lock | None = None
