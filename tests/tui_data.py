@@ -87,9 +87,13 @@ async def build_async(db: Path, data_dir: Path) -> None:
         await store.open()
         engine = make_engine(store, settings)
         await engine.start()
+        # One thing at a time, each run until idle: events of work running side by side
+        # interleave by timing (a fresh checkout, compiling its modules, gave another order).
         await engine.load(parse_workflow_text(WORKFLOW, "nightly.toml", TESTS))
+        await engine.run_until_idle()
         center = call_center(engine)
         await center.create_voice_request("call-7", text="Hi, this is [red]Ann[/red] \x1b[31mLee\x1b[0m. My bill is wrong?")
+        await engine.run_until_idle()
         await center.create_voice_request("call-8", text="My router keeps dropping the connection.")
         await engine.run_until_idle()
         await center.create_transfer("call-7", "alice", "bob")
