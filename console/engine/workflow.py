@@ -234,13 +234,9 @@ def _plain_process(raw: dict[str, Any]) -> tuple[str, str, Priority, dict[str, i
     kind = raw.get("kind")
     if type(pid) is not str or type(kind) is not str or _ID.fullmatch(pid) is None:
         return None
-    priority = raw.get("priority", _MISSING)
-    if priority is _MISSING:
-        priority = Priority.MEDIUM
-    else:
-        priority = _PRIORITIES.get(priority) if type(priority) is str else None
-        if priority is None:
-            return None
+    priority = _plain_choice(raw, "priority", _PRIORITIES, Priority.MEDIUM)
+    if priority is None:
+        return None
     resources = raw.get("resources", _MISSING)
     if resources is _MISSING:
         resources = {}
@@ -255,6 +251,14 @@ def _plain_process(raw: dict[str, Any]) -> tuple[str, str, Priority, dict[str, i
     if type(hold) is not bool:
         return None
     return pid, kind, priority, resources, attempts, hold
+
+
+def _plain_choice(raw: dict[str, Any], key: str, members: dict[str, Any], default: Any) -> Any:
+    """The member `raw[key]` names (`default` when the key is absent); None when it names none."""
+    value = raw.get(key, _MISSING)
+    if value is _MISSING:
+        return default
+    return members.get(value) if type(value) is str else None
 
 
 def _plain_number(value: Any) -> float | None:
@@ -272,13 +276,9 @@ def _plain_dependency(raw: Any) -> tuple[str, str, DependencyType, float, float 
     dependency = raw.get("dependency")
     if type(dependent) is not str or type(dependency) is not str:
         return None
-    dtype = raw.get("type", _MISSING)
-    if dtype is _MISSING:
-        dtype = DependencyType.SEQUENTIAL
-    else:
-        dtype = _DEPENDENCY_TYPES.get(dtype) if type(dtype) is str else None
-        if dtype is None:
-            return None
+    dtype = _plain_choice(raw, "type", _DEPENDENCY_TYPES, DependencyType.SEQUENTIAL)
+    if dtype is None:
+        return None
     percent = _plain_number(raw.get("required_completion_percent", 100.0))
     if percent is None or not 0 < percent <= 100:
         return None

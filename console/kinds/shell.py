@@ -597,21 +597,7 @@ class _Child:
             if line is None:
                 ctx.log("(a line longer than 1 MiB was dropped)")
                 continue
-            if line.startswith("::progress "):
-                try:
-                    await ctx.report(float(line[len("::progress "):].strip()))
-                    continue
-                except ValueError:
-                    pass
-            elif line.startswith("::checkpoint "):
-                try:
-                    data = json.loads(line[len("::checkpoint "):])
-                except json.JSONDecodeError:
-                    ctx.log(f"(ignored a checkpoint that is not JSON) {line}")
-                    continue
-                await ctx.report(checkpoint=data)
-                continue
-            ctx.log(line)
+            await _protocol_line(ctx, line)
         if self._out_paused and len(self._out) <= _STREAM_LIMIT and self._out_fd >= 0:
             self._out_paused = False
             self.loop.add_reader(self._out_fd, self._read_out)
@@ -809,22 +795,27 @@ async def _read_stdout(stream: asyncio.StreamReader, ctx: RunContext) -> None:
             continue
         if not raw:
             return
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if line.startswith("::progress "):
-            try:
-                await ctx.report(float(line[len("::progress "):].strip()))
-                continue
-            except ValueError:
-                pass
-        elif line.startswith("::checkpoint "):
-            try:
-                data = json.loads(line[len("::checkpoint "):])
-            except json.JSONDecodeError:
-                ctx.log(f"(ignored a checkpoint that is not JSON) {line}")
-                continue
-            await ctx.report(checkpoint=data)
-            continue
-        ctx.log(line)
+        await _protocol_line(ctx, raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+async def _protocol_line(ctx: RunContext, line: str) -> None:
+    """One line of a command's stdout: `::progress N`, `::checkpoint JSON`, or a log line
+    (also what looks like the protocol but is not valid)."""
+    if line.startswith("::progress "):
+        try:
+            await ctx.report(float(line[len("::progress "):].strip()))
+            return
+        except ValueError:
+            pass
+    elif line.startswith("::checkpoint "):
+        try:
+            data = json.loads(line[len("::checkpoint "):])
+        except json.JSONDecodeError:
+            ctx.log(f"(ignored a checkpoint that is not JSON) {line}")
+            return
+        await ctx.report(checkpoint=data)
+        return
+    ctx.log(line)
 
 
 async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext) -> None:
