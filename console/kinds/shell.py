@@ -467,12 +467,9 @@ class _Child:
 
     def _take_out(self) -> bool:
         """One read from stdout into the buffer; False when there is nothing more for now."""
-        try:
-            data = os.read(self._out_fd, _READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
+        data = _read_chunk(self._out_fd)
+        if data is None:
             return False
-        except OSError:
-            data = b""
         if not data:
             self._close_out()
             return False
@@ -485,12 +482,9 @@ class _Child:
 
     def _take_err(self) -> bool:
         """One read from stderr, its complete lines logged; False when there is nothing more."""
-        try:
-            data = os.read(self._err_fd, _READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
+        data = _read_chunk(self._err_fd)
+        if data is None:
             return False
-        except OSError:
-            data = b""
         try:
             if data:
                 self._err += data
@@ -796,6 +790,16 @@ async def _read_stdout(stream: asyncio.StreamReader, ctx: RunContext) -> None:
         if not raw:
             return
         await _protocol_line(ctx, raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+def _read_chunk(fd: int) -> bytes | None:
+    """One non-blocking read: None when nothing is there yet, b"" at the end (or a broken pipe)."""
+    try:
+        return os.read(fd, _READ_CHUNK)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
 
 
 async def _protocol_line(ctx: RunContext, line: str) -> None:
