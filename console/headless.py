@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import sys
@@ -18,10 +17,6 @@ from console.settings import Settings
 from console.store import open_store
 
 
-# One encoder for every line: json.dumps with options builds a new encoder per call.
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
 class JsonLines:
     """Writes events as JSON lines; flushes once per loop turn, not once per event."""
 
@@ -30,7 +25,7 @@ class JsonLines:
         self._flush_scheduled = False
 
     def __call__(self, event: Event) -> None:
-        self.out.write(_encode(event.to_json()) + "\n")
+        self.out.write(event.json_line() + "\n")
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, dep, py
+from console.model import Event, json_text
 
 SB = [sys.executable, "-m", "console"]
 
@@ -78,6 +79,18 @@ def test_run_until_idle_exit_status_and_json_lines(tmp_path):
     result = sb("run", "--db", "t.db", "--workflow", str(bad), "--until-idle")
     assert result.returncode == 1
     assert states(tmp_path / "t.db") == {"a": "completed", "b": "completed", "c": "failed"}
+
+
+@pytest.mark.parametrize("event", [
+    Event(1, 1795469837.4948022, "p0", "registered", "shell from /tmp/x.toml", {"priority": "medium"}),
+    Event(2, 1.5, None, "pool"),
+    Event(3, 2.0, 'é"x\n', "waiting", "needs ✓ \\ and \t", {"a": [1, 2.5, None, {"b": "ü"}], "c": Path("/x")}),
+    Event(4, 3, "p", "log", "", {}),
+])
+def test_a_json_line_is_the_event_encoded_as_json(event):
+    """The runner writes lines by hand (fast path): they must be what the JSON encoder writes."""
+    assert event.json_line() == json_text(event.to_json())
+    assert json.loads(event.json_line())["process"] == event.process_id
 
 
 def test_crash_recovery_after_sigkill_resumes_from_checkpoint(tmp_path):

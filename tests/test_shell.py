@@ -68,6 +68,21 @@ async def test_protocol_checkpoint_env_and_exit_codes(tmp_path, mode):
             assert helper.ready and not helper.broken
 
 
+async def test_commands_inherit_the_engines_environment_as_it_is_now(tmp_path, mode, monkeypatch):
+    """Our environment's entries are kept between commands: a change must still reach the next one."""
+    out = tmp_path / "seen.txt"
+    async with running_engine(tmp_path) as orch:
+        await spawner_ready(mode)
+        for i, value in enumerate(["one", "two"]):
+            monkeypatch.setenv("SB_TEST_INHERITED", value)
+            await orch.load(workflow(shell_process(f"e{i}", f"echo $SB_TEST_INHERITED >> {out}")))
+            await orch.run_until_idle()
+        monkeypatch.delenv("SB_TEST_INHERITED")
+        await orch.load(workflow(shell_process("e2", f"echo ${{SB_TEST_INHERITED:-unset}} >> {out}")))
+        await orch.run_until_idle()
+    assert out.read_text().split() == ["one", "two", "unset"]
+
+
 async def test_exit_codes_become_outcomes(tmp_path, mode):
     text = (shell_process("ok", "exit 0") + shell_process("bad", "exit 3", "max_attempts = 1")
             + shell_process("killed", "kill -9 $$", "max_attempts = 1")
