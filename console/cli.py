@@ -191,9 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     listener = _listener(settings)
     try:
         _ensure_data_dir(settings)
-        if workflow is not None:
-            asyncio.run(_with_store(settings, lambda store: _precheck(store, settings, workflow)))
-        return asyncio.run(headless.run(settings, workflow, args.until_idle, listener=listener))
+        check = None if workflow is None else (lambda store: _precheck(store, settings, workflow))
+        return asyncio.run(headless.run(settings, workflow, args.until_idle, listener=listener, check=check))
     finally:
         if listener is not None:
             listener.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -486,6 +485,8 @@ def _from_model(m: Any) -> Settings:
 def _check_toml(path: Path) -> dict[str, Any]:
     """Unknown keys in our own config file are mistakes worth naming (env may hold anything).
     Returns what the file says."""
+    import tomllib  # only with a config file: the common start has none (~5 ms)
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:

@@ -17,7 +17,6 @@ import random
 import socket
 import time
 import traceback
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +166,7 @@ class Orchestrator:
         self._pending_logs: list[tuple[str, float, str]] = []
         self._log_flush: asyncio.Task[None] | None = None
         self._commands_lock = asyncio.Lock()
-        self._token = uuid.uuid4().hex
+        self._token = os.urandom(16).hex()
         self._started = False
         self._stopping = False
         self._stopped = False

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import marshal
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -210,6 +209,8 @@ def _loads(text: str, source: str) -> dict[str, Any]:
     data = _loads_plain(text)
     if data is not None:
         return data
+    import tomllib  # the plain lines above cover the usual workflow (~5 ms to import)
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

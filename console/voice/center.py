@@ -7,9 +7,9 @@ retry, survive crashes and show in the dependency graph like any other work."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ _SETTLED_VOICE = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
 
 
 def _new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return f"{prefix}-{os.urandom(5).hex()}"
 
 
 def _check_id(value: Any, what: str) -> str:

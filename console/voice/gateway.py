@@ -9,7 +9,6 @@ the headless path does not pay for it."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import importlib
 import json
 import logging
@@ -68,6 +67,8 @@ def retry_after(headers: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        import email.utils  # an HTTP date here is rare: not imported at every start
+
         parsed = email.utils.parsedate_to_datetime(value) if value else None
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
