@@ -6,21 +6,48 @@ loop for 30-100 ms (measured in the load benchmark). Once a process has started,
 exists is moved to the permanent generation (`gc.freeze`), so a full collection walks only
 what was made since: the worst lateness there went from ~95 ms to ~50 ms.
 
+What was made since still cost 15-25 ms a full collection under load (the engine's processes,
+events, a thousand voice requests' objects), and the collector ran one whenever enough young
+objects had survived: in the middle of the work. So full collections are paced by the loop:
+the collector's own are off (generation 2's threshold out of reach; generations 0 and 1, a
+millisecond or two, stay as they are) and `_pace` runs one once the loop has been quiet for
+QUIET_CHECKS checks in a row, or at the latest FULL_EVERY_S after the last one, so a loop that
+is never quiet still pays one at most that often and the garbage it holds stays bounded.
+Only objects that survived two young collections and then became garbage in a cycle wait.
+
 Only the product's entry points opt in (the runner, the console): tests start engines by
 the hundred in one process, and freezing there would keep their garbage."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
+
+CHECK_S = 0.25  # how often the pacer looks
+QUIET_LATENESS_S = 0.002  # a check this late at most counts as quiet
+QUIET_CHECKS = 2
+FULL_EVERY_S = 30.0
+_NEVER = 1 << 30  # generation 2's threshold: the collector never starts a full collection itself
 
 _settled = False
+_pacer: asyncio.Task[None] | None = None
+full_collections = 0  # run by the pacer (for tests)
 
 
 def settle() -> None:
-    """Call once the process has started: modules imported, state loaded."""
-    global _settled
+    """Call once the process has started (modules imported, state loaded), on its loop."""
+    global _settled, _pacer
     _settled = True
     gc.freeze()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop: nobody to pace full collections, so keep the collector's
+        return
+    if _pacer is None or _pacer.done() or _pacer.get_loop() is not loop:
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, _NEVER)
+        _pacer = loop.create_task(_pace(), name="heap-pacer")
 
 
 def resettle() -> None:
@@ -28,3 +55,22 @@ def resettle() -> None:
     that settled."""
     if _settled:
         gc.freeze()
+
+
+async def _pace() -> None:
+    global full_collections
+    loop = asyncio.get_running_loop()
+    last_full = time.monotonic()
+    quiet = 0
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(CHECK_S)
+        quiet = quiet + 1 if loop.time() - asked - CHECK_S <= QUIET_LATENESS_S else 0
+        if gc.get_count()[2] == 0:  # no young collection since the last full one: nothing new to walk
+            continue
+        since = time.monotonic() - last_full
+        if quiet >= QUIET_CHECKS or since >= FULL_EVERY_S:
+            gc.collect()
+            full_collections += 1
+            last_full = time.monotonic()
+            quiet = 0
