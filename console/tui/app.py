@@ -23,15 +23,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, Static
+from textual.widgets import Input
+from textual.widget import Widget
 
 from console.model import Event, Process, State, UserError
 from console.settings import Settings
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
-from console.tui.widgets import Column, KeyBar, Row, RowList, StatusBar, TextLine, cell_parts, clean, literal, progress_cell, sparkline
+from console.tui.widgets import Column, KeyBar, Row, RowList, StatusBar, cell_parts, clean, literal, progress_cell, sparkline
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +57,45 @@ def _age(ts: float | None, now: float) -> str:
     return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-class HeaderBar(Horizontal):
+class HeaderBar(Widget):
+    """The top line: the state counts, then the trends (completions a minute, the loop's
+    lateness) on the right. One widget draws it all: as six (a container, two labels, three
+    lines), every frame that touched the top of the screen walked six widgets through
+    Textual's compositor."""
+
     DEFAULT_CSS = """
     HeaderBar { height: 1; dock: top; background: $panel; padding: 0 1; }
-    HeaderBar #counts { width: 1fr; height: 1; }
-    HeaderBar .spark-label { width: auto; height: 1; padding: 0 1; color: $text-muted; }
-    HeaderBar .spark { height: 1; color: $accent; }
-    HeaderBar #completions { width: 15; }
-    HeaderBar #lag { width: 17; }  /* fixed widths: their text is, and they repaint without a layout pass */
+    HeaderBar > .headerbar--label { color: $text-muted; }
+    HeaderBar > .headerbar--spark { color: $accent; }
     """
+    COMPONENT_CLASSES = {"headerbar--label", "headerbar--spark"}
+    DONE_WIDTH, LAG_WIDTH = 15, 17  # fixed: a trend that changes never moves the rest
 
-    def compose(self) -> ComposeResult:
-        yield TextLine(id="counts")
-        yield Static("done/min", classes="spark-label")
-        yield TextLine(id="completions", classes="spark")
-        yield Static("lag", classes="spark-label")
-        yield TextLine(id="lag", classes="spark")
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.counts = Text()
+        self.done = ""
+        self.lag = ""
+
+    def set_counts(self, counts: Text) -> None:
+        if counts.plain != self.counts.plain or counts.spans != self.counts.spans:
+            self.counts = counts
+            self.refresh()
+
+    def set_trends(self, done: str, lag: str) -> None:
+        if (done, lag) != (self.done, self.lag):
+            self.done, self.lag = done, lag
+            self.refresh()
+
+    def render(self) -> Text:
+        label = self.get_component_rich_style("headerbar--label", partial=True)
+        spark = self.get_component_rich_style("headerbar--spark", partial=True)
+        trends = Text.assemble((" done/min ", label), (self.done.ljust(self.DONE_WIDTH), spark),
+                               (" lag ", label), (self.lag.ljust(self.LAG_WIDTH), spark))
+        line = self.counts.copy()
+        line.truncate(max(0, self.size.width - trends.cell_len - 1), overflow="ellipsis", pad=True)
+        line.append(" ")
+        return line + trends
 
 
 class SwitchboardApp(App[None]):
@@ -148,34 +172,32 @@ class SwitchboardApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
+        # Each list draws its pane's border and title itself: a container per pane was one more
+        # widget for Textual's compositor to walk in every frame that touched its lines.
         # The queue is the operator's main list and its "why it waits" is long: full width.
-        with Vertical(id="queue-pane", classes="pane"):
-            yield RowList([Column("PRI", 4), Column("PROCESS", 18), Column("KIND", 5), Column("STATE", 11),
-                           Column("WHY IT WAITS", 0), Column("TRY", 4), Column("AGE", 6)],
-                          self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue")
+        yield RowList([Column("PRI", 4), Column("PROCESS", 18), Column("KIND", 5), Column("STATE", 11),
+                       Column("WHY IT WAITS", 0), Column("TRY", 4), Column("AGE", 6)],
+                      self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue", classes="pane")
         with Horizontal(id="middle"):
-            with Vertical(id="active-pane", classes="pane"):
-                yield RowList([Column("PROCESS", 0), Column("PROGRESS", ACTIVE_BAR_WIDTH), Column("STAGE", 12),
-                               Column("ELAPSED", 7), Column("HOLDS", 6)],
-                              self._active_row, key=lambda p: p.id, empty="nothing running", id="active")
-            with Vertical(id="graph-pane", classes="pane"):
-                yield RowList([Column("PROCESS", 0), Column("EDGE", 17), Column("STATE", 11)],
-                              self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph")
+            yield RowList([Column("PROCESS", 0), Column("PROGRESS", ACTIVE_BAR_WIDTH), Column("STAGE", 12),
+                           Column("ELAPSED", 7), Column("HOLDS", 6)],
+                          self._active_row, key=lambda p: p.id, empty="nothing running", id="active", classes="pane")
+            yield RowList([Column("PROCESS", 0), Column("EDGE", 17), Column("STATE", 11)],
+                          self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph",
+                          classes="pane")
         with Horizontal(id="bottom"):
-            with Vertical(id="calls-pane", classes="pane"):
-                yield RowList([Column("CALL · WORK", 20), Column("STATUS", 11), Column("LATEST", 0)],
-                              self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls")
-            with Vertical(id="events-pane", classes="pane"):
-                yield RowList([Column("TIME", 8), Column("PROCESS", 14), Column("EVENT", 11), Column("MESSAGE", 0)],
-                              self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
-                              id="events")
+            yield RowList([Column("CALL · WORK", 20), Column("STATUS", 11), Column("LATEST", 0)],
+                          self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls", classes="pane")
+            yield RowList([Column("TIME", 8), Column("PROCESS", 14), Column("EVENT", 11), Column("MESSAGE", 0)],
+                          self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
+                          id="events", classes="pane")
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
-        titles = {"queue-pane": "Queue", "active-pane": "Active resumes", "graph-pane": "Dependencies",
-                  "calls-pane": "Calls & transfers", "events-pane": "Events"}
+        titles = {"queue": "Queue", "active": "Active resumes", "graph": "Dependencies",
+                  "calls": "Calls & transfers", "events": "Events"}
         for pane_id, title in titles.items():
             self.query_one(f"#{pane_id}").border_title = title
         self.query_one("#filter", Input).display = False
@@ -458,7 +480,7 @@ class SwitchboardApp(App[None]):
             rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
                     + [("↓ ", d.dependent, _edge_label(d)) for d in src.graph.downstream(pid)])
         self._set("graph", rows)
-        pane = self.query_one("#graph-pane")
+        pane = self.query_one("#graph")
         pane.border_title = "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
 
     def _state_of(self, pid: str) -> str:
@@ -506,7 +528,7 @@ class SwitchboardApp(App[None]):
             if counts.get(state) or state in ("running", "queued"):
                 text.append(f"{counts.get(state, 0)} ", style="bold")
                 text.append(f"{state}  ", style=self._state_style(state))
-        self.query_one("#counts", TextLine).set_text(text)
+        self.query_one(HeaderBar).set_counts(text)
 
     def _tick(self) -> None:
         """Once a second: the status bar, the sparklines, ages and elapsed times."""
@@ -519,9 +541,9 @@ class SwitchboardApp(App[None]):
             self._lag_window = []
         self._roll_minutes()
         done = self._done_minutes
-        self.query_one("#completions", TextLine).set_text(Text(f"{sparkline(done, SPARK_POINTS, 10)} {done[-1]:>4}"))
         lags = [*self._lag_history, max(self._lag_window, default=0.0)]  # the worst of each 10 s
-        self.query_one("#lag", TextLine).set_text(Text(f"{sparkline(lags, SPARK_POINTS, 20)} {lags[-1]:4.0f}ms"))
+        self.query_one(HeaderBar).set_trends(f"{sparkline(done, SPARK_POINTS, 10)} {done[-1]:>4}",
+                                             f"{sparkline(lags, SPARK_POINTS, 20)} {lags[-1]:4.0f}ms")
         status = self.query_one("#status", StatusBar)
         db = self.settings.db_path
         parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {_short(db)}"]
