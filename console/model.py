@@ -65,7 +65,8 @@ class DependencyType(str, Enum):
 
     @property
     def orders(self) -> bool:
-        return self in (DependencyType.SEQUENTIAL, DependencyType.DATA)
+        # identity, not `in (...)`: that compares as strings (asked for every edge at every placement)
+        return self is DependencyType.SEQUENTIAL or self is DependencyType.DATA
 
     def __str__(self) -> str:
         return self.value
