@@ -324,6 +324,60 @@ def test_the_sdks_models_are_warmed_with_the_installed_sdk(caplog):
     assert "choices" in ChatCompletion.model_fields
 
 
+async def _recording_server(bodies: list[tuple[str, str, dict[str, Any]]]) -> tuple[asyncio.AbstractServer, str]:
+    """A loopback HTTP server that records each request (method, path, JSON body) and answers
+    with one chat completion."""
+    answer = json.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": "fine"}}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode()
+                method, path, _ = head.split(" ", 2)
+                length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n")
+                              if line.lower().startswith("content-length:"))
+                bodies.append((method, path, json.loads(await reader.readexactly(length))))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+async def test_chat_sends_what_the_sdks_create_sends(tmp_path, json_mode):
+    """The gateway posts chat requests through the SDK's `post` (skipping `create`'s parameter
+    transform, ~1 ms of loop time a request): the request on the wire must be the same."""
+    from groq import AsyncGroq
+
+    from console.voice.gateway import GroqGateway
+
+    bodies: list[tuple[str, str, dict[str, Any]]] = []
+    server, url = await _recording_server(bodies)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Mon café — \"où\"?"}]
+    try:
+        settings = load_settings(db=tmp_path / "t.db", data_dir=tmp_path, groq_api_key="k", groq_base_url=url)
+        gateway = GroqGateway(settings)
+        result = await gateway.chat(messages, "some-model", json_mode=json_mode)
+        await gateway.aclose()
+        sdk = AsyncGroq(api_key="k", base_url=url, max_retries=0)
+        extra = {"response_format": {"type": "json_object"}} if json_mode else {}
+        await sdk.chat.completions.create(model="some-model", messages=messages, **extra)
+        await sdk.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result.content == "fine" and result.usage == {"prompt_tokens": 3, "completion_tokens": 1}
+    ours, theirs = bodies
+    assert ours == theirs
+    assert ours[1] == "/openai/v1/chat/completions"
+
+
 # -- the command line -----------------------------------------------------------------------------------
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
