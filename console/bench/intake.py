@@ -31,6 +31,7 @@ LATENCY_S = 1.0
 
 @contextlib.asynccontextmanager
 async def _serving(sim: GroqSim, folder: Path, concurrency: int, groq: int | None = None) -> AsyncIterator[Any]:
+    from console import heap
     from console.app import make_engine
     from console.intake import start_intake
     from console.settings import load_settings
@@ -44,6 +45,7 @@ async def _serving(sim: GroqSim, folder: Path, concurrency: int, groq: int | Non
     engine = make_engine(store, settings)
     await engine.start()
     intake = await start_intake(engine, settings, "127.0.0.1", 0)
+    heap.settle()  # as the runner does once its engine and intake are up (headless.run)
     try:
         yield intake
     finally:
