@@ -25,8 +25,8 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input
 from textual.widget import Widget
+from textual.widgets import Input
 
 from console.model import Event, Process, State, UserError
 from console.settings import Settings
