@@ -101,6 +101,10 @@ async def test_text_request_gets_a_reply_with_context_latency_and_usage(tmp_path
         assert await settle(engine, second.id) is State.COMPLETED
         vr = await engine.store.get_voice_request(second.id)
         call = await engine.store.get_call("call-1")
+        full = await engine.store.voice_requests(limit=10)
+        lines = await engine.store.voice_lines(limit=10)  # what the console's calls pane reads
+    assert [tuple(getattr(v, f) for f in type(lines[0])._fields) for v in full] == [tuple(x) for x in lines]
+    assert [x.id for x in lines] == [second.id, first.id]  # newest first
     assert vr.transcript == "Can you send a technician?"
     assert vr.reply.startswith("Assistant: I understand")
     assert vr.usage["prompt_tokens"] > 0 and vr.usage["completion_tokens"] > 0

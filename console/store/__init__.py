@@ -7,7 +7,7 @@ WAL) is the embedded default. A PostgreSQL adapter would implement the same Prot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, NamedTuple, Protocol
 
 from console.model import (
     Call,
@@ -20,6 +20,18 @@ from console.model import (
     Turn,
     VoiceRequest,
 )
+
+
+class VoiceLine(NamedTuple):
+    """What a list shows of a voice request: its text fields, none of its JSON ones."""
+
+    id: str
+    call_id: str
+    process_id: str | None
+    stage: str
+    input_text: str | None
+    transcript: str | None
+    reply: str | None
 
 
 @dataclass
@@ -150,6 +162,7 @@ class Store(Protocol):
     async def list_calls(self, limit: int = 50, offset: int = 0) -> list[Call]: ...
     async def get_voice_request(self, request_id: str) -> VoiceRequest | None: ...
     async def voice_requests(self, call_id: str | None = None, limit: int = 100) -> list[VoiceRequest]: ...
+    async def voice_lines(self, limit: int = 100) -> list[VoiceLine]: ...
     async def get_transfer(self, transfer_id: str) -> Transfer | None: ...
     async def list_transfers(
         self, status: str | None = None, limit: int = 50, offset: int = 0, call_id: str | None = None

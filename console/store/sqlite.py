@@ -34,7 +34,7 @@ from console.model import (
     UserError,
     VoiceRequest,
 )
-from console.store import Command, LeaseHolder, Snapshot, WriteBatch
+from console.store import Command, LeaseHolder, Snapshot, VoiceLine, WriteBatch
 from console.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -602,6 +602,13 @@ class SqliteStore:
             rows = await self._require().execute_fetchall(
                 "SELECT * FROM voice_requests WHERE call_id = ? ORDER BY created_at DESC LIMIT ?", (call_id, limit))
         return [_voice_from(r) for r in rows]
+
+    async def voice_lines(self, limit: int = 100) -> list[VoiceLine]:
+        """The newest voice requests as a list shows them: no JSON decoded, no dataclass built
+        (300 full requests cost the console ~3 ms of loop time, read twice a second under load)."""
+        rows = await self._require().execute_fetchall(
+            f"SELECT {', '.join(VoiceLine._fields)} FROM voice_requests ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [VoiceLine(*r) for r in rows]
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         rows = await self._require().execute_fetchall("SELECT * FROM transfers WHERE id = ?", (transfer_id,))

@@ -533,7 +533,7 @@ class SwitchboardApp(App[None]):
         store = self.store
         calls = await store.list_calls(limit=100)
         transfers = await store.list_transfers(limit=200)
-        requests = await store.voice_requests(limit=300)
+        requests = await store.voice_lines(limit=300)
         by_call_t: dict[str, list[Any]] = {}
         for t in transfers:
             by_call_t.setdefault(t.call_id, []).append(t)
