@@ -485,14 +485,15 @@ def _from_model(m: Any) -> Settings:
 def _check_toml(path: Path) -> dict[str, Any]:
     """Unknown keys in our own config file are mistakes worth naming (env may hold anything).
     Returns what the file says."""
-    import tomllib  # only with a config file: the common start has none (~5 ms)
+    from console import plaintoml
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
+    except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
+    data = plaintoml.loads(text, str(path))
     for key, value in data.items():
         if key == "groq_api_key":
             raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "

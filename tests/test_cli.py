@@ -385,3 +385,16 @@ def test_shell_example_workflow(tmp_path):
     sb("resume", "--db", "t.db", "publish", check=True)
     result = sb("run", "--db", "t.db", "--until-idle")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--db", "x.db", "--workflow", "w.toml", "--until-idle", "--max-concurrent", "3"],
+    ["status", "--json"],
+    ["voice", "--call", "c1", "--text", "hello", "--wait"],
+    ["transfer", "complete", "t1"],
+    ["bench", "--quick", "--json"],
+])
+def test_a_command_parses_alike_with_only_its_own_parser(argv):
+    from console.cli import build_parser
+
+    assert vars(build_parser(argv[0]).parse_args(argv)) == vars(build_parser().parse_args(argv))

@@ -341,6 +341,34 @@ async def test_group_commit_batches_a_burst(tmp_path):
     assert commits < 300, commits
 
 
+async def test_last_hour_and_retention_go_by_event_numbers(tmp_path):
+    """No index on events.ts (migration 4): the last hour's counts and retention read the
+    events' numbers, which follow time."""
+    import sqlite3
+
+    from console.model import Event
+    from console.store import WriteBatch
+
+    now = time.time()
+    async with running_engine(tmp_path, dispatch=False) as orch:
+        store = orch.store
+        await store.write(WriteBatch(events=[
+            Event(1, now - 7200, None, "completed"), Event(2, now - 7100, None, "failed"),
+            Event(3, now - 7000, None, "completed"), Event(4, now - 60, None, "completed"),
+            Event(5, now - 50, None, "failed"), Event(6, now - 40, None, "completed"),
+            Event(7, now - 30, None, "running"),
+        ]))
+        assert await store.count_events(["completed", "failed"], now - 3600) == {"completed": 2, "failed": 1}
+        assert await store.count_events(["completed", "failed"], now - 9999) == {"completed": 4, "failed": 2}
+        assert await store.count_events(["completed"], now) == {}
+        assert await store.prune_history(now - 3600, batch_size=2) == 3
+        assert await store.prune_history(now - 3600, batch_size=2) == 0
+        assert [e.seq for e in await store.events(limit=10)] == [4, 5, 6, 7]
+    with sqlite3.connect(tmp_path / "t.db") as con:
+        indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "events_ts" not in indexes and "events_process" in indexes
+
+
 async def test_history_retention_prunes_old_events_in_batches(tmp_path):
     from console.model import Event
     from console.store import WriteBatch

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from console.bench.engine import shell_dag_workflow
+from console import plaintoml
 from console.engine import workflow as wfmod
 from console.model import UserError
 
@@ -33,7 +34,7 @@ def reference(text: str):
 
 
 def assert_plain_agrees(text: str) -> None:
-    fast = wfmod._loads_plain(text)
+    fast = plaintoml.loads_plain(text)
     if fast is not None:
         ref = reference(text)
         assert ref != "error", f"accepted what tomllib refuses: {text!r}"
@@ -54,7 +55,9 @@ values = st.one_of(scalars, arrays, inlines, st.sampled_from(["[1, 2]", "{a=1,}"
 spaces = st.sampled_from(["", " ", "\t", "  "])
 comments = st.sampled_from(["", " # note", "# x = 1", " #\x7f", " # [[x]]"])
 headers = st.sampled_from(["[[process]]", "[[dependency]]", "[resources]", "[ process ]", "[[ process ]]",
-                           "[a]", "[a.b]", "[[a]]", "[process]", "[[resources]]", "[ [x] ]"])
+                           "[a]", "[a.b]", "[[a]]", "[process]", "[[resources]]", "[ [x] ]", "[ a . b ]",
+                           "[a.b.c]", "[a.1]", "[process.x]", "[resources.a]", "[a..b]", "[a.]", "[.a]",
+                           "[[a.b]]", "[a . b-2 .c]"])
 lines = st.one_of(
     st.tuples(spaces, headers, spaces, comments).map("".join),
     st.tuples(spaces, keys, spaces, st.just("="), spaces, values, spaces, comments).map("".join),
@@ -82,9 +85,27 @@ def test_the_shipped_files(path):
     assert_plain_agrees(path.read_text())
 
 
+def test_the_default_config_takes_the_fast_path():
+    # dotted headers ([engine.resources], [tui.keymap]) and comments after values included
+    text = (ROOT / "config" / "switchboard.toml").read_text()
+    assert plaintoml.loads_plain(text) == tomllib.loads(text)
+
+
+@pytest.mark.parametrize("text", [
+    "[a]\nb = { x = 1 }\n[a.b]\n",  # an inline table cannot be extended
+    "[[a]]\n[a.b]\n",  # a sub-table of the last [[a]]: tomllib's to read
+    "[a.b]\n[a]\nc = 1\n",  # a table made implicitly, then defined
+    "[a.b]\n[a.b]\n",
+    "[a]\nb = 1\n[a.b]\n",
+])
+def test_dotted_headers_beyond_the_plain_go_to_tomllib(text):
+    assert plaintoml.loads_plain(text) is None
+    assert_plain_agrees(text)
+
+
 def test_the_benchmark_dag_takes_the_fast_path():
     text = shell_dag_workflow(50)
-    assert wfmod._loads_plain(text) == tomllib.loads(text)
+    assert plaintoml.loads_plain(text) == tomllib.loads(text)
 
 
 process_values = {

@@ -512,9 +512,13 @@ class SqliteStore:
         return [_event_from(r) for r in rows]
 
     async def count_events(self, types: list[str], since: float) -> dict[str, int]:
+        # Events are numbered in time order (no index on ts): the window starts after the
+        # newest event older than `since`, found by reading back from the newest.
         marks = ", ".join("?" for _ in types)
         rows = await self._require().execute_fetchall(
-            f"SELECT type, COUNT(*) AS n FROM events WHERE ts >= ? AND type IN ({marks}) GROUP BY type",
+            "SELECT type, COUNT(*) AS n FROM events WHERE seq > "
+            "COALESCE((SELECT seq FROM events WHERE ts < ? ORDER BY seq DESC LIMIT 1), -1) "
+            f"AND type IN ({marks}) GROUP BY type",
             (since, *types),
         )
         return {r["type"]: r["n"] for r in rows}
@@ -539,12 +543,16 @@ class SqliteStore:
         writers are never held up for long."""
         db = self._require()
         total = 0
-        for table, key in (("events", "seq"), ("logs", "id")):
+        # Events are numbered in time order and have no index on ts: each batch looks at the
+        # oldest `batch_size` only, so a history with nothing to delete costs one short read.
+        statements = (
+            "DELETE FROM events WHERE seq IN "
+            "(SELECT seq FROM (SELECT seq, ts FROM events ORDER BY seq LIMIT ?2) WHERE ts < ?1)",
+            "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts < ?1 LIMIT ?2)",
+        )
+        for sql in statements:
             while True:
-                cursor = await db.execute(
-                    f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE ts < ? LIMIT ?)",
-                    (before, batch_size),
-                )
+                cursor = await db.execute(sql, (before, batch_size))
                 total += cursor.rowcount
                 if cursor.rowcount < batch_size:
                     break
