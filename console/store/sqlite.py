@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterable, Iterator
@@ -45,8 +46,11 @@ CHECKPOINTS_KEPT = 20  # per process; older ones are pruned as new ones arrive
 # CHECKPOINT_QUIET_S; by the writer itself, after a commit, only once the WAL has grown past
 # WAL_MAX_BYTES (a steady stream of writes with no pause), which also truncates it back to that.
 CHECKPOINT_QUIET_S = 0.25
-ROWS_SLICE_S = 0.003  # row building for a commit yields to the loop after this long
+ROWS_SLICE_S = 0.0015  # row building for a commit yields to the loop after this long (see LOAD_SLICE_S)
 WAL_MAX_BYTES = 64 * 1024 * 1024
+# Once the WAL has grown by this much since its last fdatasync, a thread of the store's starts
+# the next one (see _WalWriteback).
+WAL_WRITEBACK_BYTES = 2 * 1024 * 1024
 
 _PROCESS_COLUMNS = (
     "id", "kind", "priority", "spec", "resources", "max_attempts", "state", "reason",
@@ -186,6 +190,7 @@ class SqliteStore:
         self.commits = 0  # transactions written by the group committer (for tests and benchmarks)
         self._spec_json = _SpecJson()
         self._wal = False
+        self._writeback: _WalWriteback | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._checkpoint_db: aiosqlite.Connection | None = None
         self._last_commit = 0.0  # loop time of the last commit, for the quiet-time checkpoint
@@ -264,6 +269,9 @@ class SqliteStore:
         if self._checkpoint_db is not None:
             await self._checkpoint_db.close()
             self._checkpoint_db = None
+        if self._writeback is not None:
+            self._writeback.stop()
+            self._writeback = None
         # the last connection to close checkpoints what is left and removes the WAL
         await self._db.close()
         self._db = None
@@ -339,7 +347,10 @@ class SqliteStore:
         # aiosqlite's result, which then wakes this task, which then sets `done`).
         loop = asyncio.get_running_loop()
         on_commit = functools.partial(loop.call_soon_threadsafe, self._committed, upto, done)
-        await self._require()._execute(_run_transaction, self._require()._conn, statements, wal, on_commit)
+        if wal is not None and self._writeback is None:
+            self._writeback = _WalWriteback(wal)
+        await self._require()._execute(_run_transaction, self._require()._conn, statements, wal, on_commit,
+                                       self._writeback)
 
     # -- WAL checkpoints ----------------------------------------------------------------
 
@@ -722,11 +733,61 @@ def _statement_steps(b: WriteBatch, out: list[tuple[str, list[tuple]]],
                     [(status, result, now, cid) for cid, (status, result) in b.commands_done.items()]))
 
 
+class _WalWriteback:
+    """Writes the WAL to disk while the engine runs, a few MB at a time, on a thread of its own.
+
+    The checkpoint that closing the database runs first fdatasyncs the WAL: after a busy run
+    that was every page the run wrote still in the page cache (a 1,000-process workflow:
+    ~15 MB, 75 ms of the runner's exit, measured with strace). An fdatasync of the same file
+    on another descriptor writes those pages earlier, off the loop and off the writer's
+    thread, so the closing one has only the last few to write. It changes nothing SQLite
+    relies on: data reaches the disk sooner, never later."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.synced = 0  # the WAL's size at the last fdatasync requested
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def grown(self, size: int) -> None:
+        """After a commit (on the writer's thread), with the WAL's size."""
+        if size < self.synced:  # restarted from its beginning after a checkpoint
+            self.synced = 0
+        if size - self.synced < WAL_WRITEBACK_BYTES or self._stopped:
+            return
+        self.synced = size
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="store-wal-writeback", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopped:
+                return
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            except OSError:  # gone (closed meanwhile) or unsupported: the checkpoint syncs it
+                pass
+
+
 def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple]]],
-                     wal: str | None = None, on_commit: Callable[[], Any] | None = None) -> None:
+                     wal: str | None = None, on_commit: Callable[[], Any] | None = None,
+                     writeback: _WalWriteback | None = None) -> None:
     """Runs on aiosqlite's thread. `wal`: the WAL file, checkpointed here once it has grown
     past WAL_MAX_BYTES (after a restart it is truncated to that size, so a larger file means
-    the log itself is larger)."""
+    the log itself is larger); `writeback` is told its size."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in statements:
@@ -743,8 +804,11 @@ def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[
             pass
     if wal is not None:
         try:
-            if os.stat(wal).st_size > WAL_MAX_BYTES:
+            size = os.stat(wal).st_size
+            if size > WAL_MAX_BYTES:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            elif writeback is not None:
+                writeback.grown(size)
         except (OSError, sqlite3.Error):
             log.warning("WAL checkpoint after a commit failed", exc_info=True)
 
