@@ -314,6 +314,39 @@ async def test_no_stall_with_200_requests_in_flight(tmp_path, sim):
     assert wall < 10
 
 
+async def test_replies_that_arrive_together_are_handled_one_per_turn(tmp_path, sim):
+    """What the SDK and the caller do with a reply is a slice of CPU: replies that come back
+    together are taken one per turn of the loop, so everything else runs in between."""
+    from console.voice.gateway import GroqGateway
+
+    sim.configure(latency_s=0.3)
+    gateway = GroqGateway(voice_settings(tmp_path, sim, groq={"concurrency": 20}))
+    loop = asyncio.get_running_loop()
+    turn, ticking = 0, True
+
+    def tick() -> None:
+        nonlocal turn
+        turn += 1
+        if ticking:
+            loop.call_soon(tick)
+
+    done_in: list[int] = []
+
+    async def ask(i: int) -> None:
+        await gateway.chat([{"role": "user", "content": f"question {i}"}], "m")
+        done_in.append(turn)
+
+    await gateway.chat([{"role": "user", "content": "warm up"}], "m")  # the client, built once
+    tick()
+    try:
+        await asyncio.gather(*(ask(i) for i in range(20)))
+    finally:
+        ticking = False
+        await gateway.aclose()
+    assert sim.stats()["max_concurrent"]["chat"] >= 10  # they were in flight together
+    assert len(set(done_in)) == 20, sorted(done_in)
+
+
 def test_the_sdks_models_are_warmed_with_the_installed_sdk(caplog):
     """The client is built in a worker thread that also fills the SDK's model caches (so the
     first reply does not pay for it on the loop). That warm-up uses the SDK's internal model
