@@ -13,6 +13,19 @@ from typing import Any
 json_text = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _json_str = json.encoder.encode_basestring_ascii  # a str, exactly as json_text writes it
 
+# An event's data is the engine's own small dict of plain values, six of them per process run:
+# encoded by json's C encoder built once (`json_text` builds one per call: 4.7 µs a dict here,
+# this 2.7), the same text. It skips the circular-reference check, which the engine's dicts
+# never need (a cycle would raise RecursionError instead of ValueError).
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+if _c_encoder is not None:
+    _encode_data = _c_encoder(None, str, _json_str, None, ":", ",", False, False, True)
+
+    def data_text(data: dict[str, Any]) -> str:
+        return "".join(_encode_data(data, 0))
+else:  # pragma: no cover - a Python without json's C accelerator
+    data_text = json_text
+
 
 class State(str, Enum):
     PENDING = "pending"  # registered, never queued (e.g. `hold = true`)
@@ -253,7 +266,7 @@ class Event:
     def data_json(self) -> str | None:
         """`data` as JSON, encoded once: its history row and its JSON line both carry it."""
         if self._data_json is None and self.data:
-            self._data_json = json_text(self.data)
+            self._data_json = data_text(self.data)
         return self._data_json
 
     def json_line(self) -> str:

@@ -86,9 +86,12 @@ def test_run_until_idle_exit_status_and_json_lines(tmp_path):
     Event(2, 1.5, None, "pool"),
     Event(3, 2.0, 'é"x\n', "waiting", "needs ✓ \\ and \t", {"a": [1, 2.5, None, {"b": "ü"}], "c": Path("/x")}),
     Event(4, 3, "p", "log", "", {}),
+    Event(5, 4.25, "p", "completed", "", {"elapsed_s": 0.1, "big": 1e20, "nan": float("nan"), "inf": float("-inf"),
+                                          "t": True, 7: False, 2.5: (1, "x"), "set": {3}}),
 ])
 def test_a_json_line_is_the_event_encoded_as_json(event):
-    """The runner writes lines by hand (fast path): they must be what the JSON encoder writes."""
+    """The runner writes lines by hand, with event data through json's C encoder built once
+    (fast paths): they must be what the JSON encoder writes."""
     assert event.json_line() == json_text(event.to_json())
     assert json.loads(event.json_line())["process"] == event.process_id
 

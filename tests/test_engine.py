@@ -35,6 +35,27 @@ async def test_priority_order_force_first_then_priority_then_fifo(tmp_path):
     assert starts() == ["gate", "held", "crit1", "high1", "high2", "med1", "low1", "low2"]
 
 
+@pytest.mark.parametrize("independent", ["medium", "low"])
+async def test_a_free_slot_goes_to_work_that_can_start_now_of_the_same_rank(tmp_path, monkeypatch, independent):
+    """`x` is made ready by the commit of `d`'s completion, held up here for 0.3 s; `y`, ready
+    and committed before, takes the slot meanwhile if it has x's rank, never if lower."""
+    from console.store import sqlite as store_sqlite
+
+    real = store_sqlite._run_transaction
+
+    def slow_for_d(conn, statements, *args, **kwargs):
+        if any(sql.startswith("INSERT INTO events") and any(r[2] == "d" and r[3] == "completed" for r in rows)
+               for sql, rows in statements):
+            time.sleep(0.3)  # aiosqlite's thread: the engine's loop runs on meanwhile
+        return real(conn, statements, *args, **kwargs)
+
+    monkeypatch.setattr(store_sqlite, "_run_transaction", slow_for_d)
+    async with running_engine(tmp_path, max_concurrent=1) as orch:
+        await orch.load(workflow(py("d", "noop") + py("x", "noop") + py("y", "noop", independent) + dep("x", "d")))
+        await orch.run_until_idle()
+    assert starts() == (["d", "y", "x"] if independent == "medium" else ["d", "x", "y"])
+
+
 @hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     needs=st.lists(

@@ -97,6 +97,44 @@ async def test_exit_codes_become_outcomes(tmp_path, mode):
         assert "No such file or directory" in orch.processes["missing"].reason
 
 
+@pytest.mark.parametrize("started_by", ["dispatcher", "run"])
+async def test_commands_started_by_the_dispatcher_or_by_their_run_end_alike(tmp_path, mode, started_by, monkeypatch):
+    """Work that may start at once is started in the dispatcher's pass (ShellKind.begin), the
+    rest by its run; without pidfds `begin` declines. Same outcomes either way."""
+    begun: list[str] = []
+    real_begin = shell.ShellKind.begin
+
+    def begin(self, ctx):
+        if started_by == "run":
+            return None
+        try:
+            started = real_begin(self, ctx)
+        except Exception:  # it could not start (from the loop, that is known at once)
+            begun.append(ctx.process_id)
+            raise
+        if started is not None:
+            begun.append(ctx.process_id)
+        return started
+
+    monkeypatch.setattr(shell.ShellKind, "begin", begin)
+    text = (shell_process("first", "exit 0") + shell_process("ok", "exit 0")
+            + shell_process("bad", "exit 3", "max_attempts = 1") + shell_process("killed", "kill -9 $$", "max_attempts = 1")
+            + f'[[process]]\nid = "missing"\nkind = "shell"\ncommand = ["{tmp_path}/no-such-program"]\nmax_attempts = 1\n')
+    async with running_engine(tmp_path, max_concurrent=1) as orch:  # one at a time: all but the first
+        await spawner_ready(mode)                                    # are placed by a committed load
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert states(orch) == {"first": "completed", "ok": "completed", "bad": "failed", "killed": "failed",
+                                "missing": "failed"}
+        assert "exit status 3" in orch.processes["bad"].reason
+        assert "killed by signal 9" in orch.processes["killed"].reason
+        assert "No such file or directory" in orch.processes["missing"].reason
+    if started_by == "dispatcher" and mode != "asyncio":
+        assert {"ok", "bad", "killed", "missing"} <= set(begun)
+    else:
+        assert begun == []
+
+
 async def test_cancel_sends_sigterm_to_the_group_then_sigkill(tmp_path, mode):
     pidfile = tmp_path / "pids"
     # the shell ignores SIGTERM: only SIGKILL after the grace period ends it; its child sleeps

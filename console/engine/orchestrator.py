@@ -64,6 +64,9 @@ LOAD_SLICE_S = 0.002
 # one commit wake together: 200 voice requests started at once ran their first steps (~65 µs
 # each, then their reads) back to back, ~13 ms of frozen loop.
 DISPATCH_BATCH = 32
+# Ready work placed by a write not yet committed, set aside by one dispatch pass while work of
+# its rank that can start now takes the slots (_dispatch_once).
+HOLD_MAX = 8
 LOG_LINE_MAX = 2000
 CLI_LEASE_WAIT_S = 5.0
 
@@ -101,6 +104,11 @@ class _Work:
     # writes that must be committed before the work starts (its registration, the
     # completion of what it depends on), but not its own `running` row
     barrier: Any = None
+    begun: Any = None  # what the kind's `begin` returned: the run awaits it instead of `run`
+
+
+async def _raise(e: BaseException) -> None:
+    raise e
 
 
 def _pid_alive(pid: int) -> bool:
@@ -302,9 +310,7 @@ class Orchestrator:
             if self._stopping:
                 return
             try:
-                more = await self._dispatch_once()
-            except asyncio.CancelledError:
-                raise
+                more = self._dispatch_once()
             except Exception:  # noqa: BLE001 - one bad pass must not stop dispatching
                 log.exception("dispatch pass failed")
                 more = False
@@ -312,20 +318,38 @@ class Orchestrator:
                 self._wake.set()
                 await asyncio.sleep(0)
 
-    async def _dispatch_once(self) -> bool:
+    def _dispatch_once(self) -> bool:
         """Starts what it can, up to DISPATCH_BATCH runs; True if it stopped there."""
         b = WriteBatch()
         self._fire_due_timers(b)
         started: list[_Work] = []
+        # Work placed by a write that is not committed yet cannot begin before that commit. It is
+        # held aside while work of the same rank (force, priority) that can begin now takes the
+        # free slots, instead of a slot waiting on the commit (the 1,000-command DAG: 29 % of
+        # runs waited ~1.8 ms so). Work of a lower rank never passes it; what is held gets the
+        # slots left, as before, or goes back to the queue.
+        held: list[str] = []
         while len(self._running) < self.config.max_concurrent and len(started) < DISPATCH_BATCH:
             pid = self._ready.pop_best(self._fits)
             if pid is None:
                 break
-            work = self._start_run(self.processes[pid], b)
-            # its placement (and what it was placed on: a registration, a dependency's
-            # completion) must be committed; placed by this pass's own timers: what came before
-            work.barrier = self.store.barrier(self._placed_by.pop(pid, None))
-            started.append(work)
+            if held and self.requests[pid].sort_key()[:2] != self.requests[held[0]].sort_key()[:2]:
+                self._ready.push(self.requests[pid], self._signature(self.processes[pid]))
+                break
+            if self.store.barrier(self._placed_by.get(pid)) is not None:
+                if len(held) == HOLD_MAX:
+                    self._ready.push(self.requests[pid], self._signature(self.processes[pid]))
+                    break
+                held.append(pid)
+                continue
+            started.append(self._begin(pid, b))
+        for pid in held:
+            signature = self._signature(self.processes[pid])
+            if len(self._running) < self.config.max_concurrent and len(started) < DISPATCH_BATCH \
+                    and self._fits(signature):
+                started.append(self._begin(pid, b))
+            else:
+                self._ready.push(self.requests[pid], signature)
         self._arm_timer()
         if not b.empty():
             # Not awaited: the next pass must not wait for this one's commit (that made ready
@@ -344,6 +368,21 @@ class Orchestrator:
         if self._is_idle():
             self._idle.set()
         return False
+
+    def _begin(self, pid: str, b: WriteBatch) -> _Work:
+        p = self.processes[pid]
+        work = self._start_run(p, b)
+        # its placement (and what it was placed on: a registration, a dependency's
+        # completion) must be committed; placed by this pass's own timers: what came before
+        work.barrier = self.store.barrier(self._placed_by.pop(pid, None))
+        if work.barrier is None and not self._stopping:
+            begin = getattr(kinds.get(p.kind), "begin", None) if kinds.known(p.kind) else None
+            if begin is not None:
+                try:
+                    work.begun = begin(work.ctx)  # started here, a turn sooner than by its task
+                except Exception as e:  # noqa: BLE001 - the run raises it, where outcomes are made
+                    work.begun = _raise(e)
+        return work
 
     def _commit_done(self, task: asyncio.Task[None]) -> None:
         self._commits.discard(task)
@@ -589,12 +628,15 @@ class Orchestrator:
         outcome: str
         detail: Any = None
         try:
-            if w.barrier is not None:
-                await w.barrier  # not cancelled by this run's cancellation (Store.barrier)
-            if w.stop_reason is not None:  # cancelled or stopped before it began
-                raise asyncio.CancelledError
-            kind = kinds.get(p.kind)
-            await kind.run(w.ctx)
+            if w.begun is not None:
+                await w.begun
+            else:
+                if w.barrier is not None:
+                    await w.barrier  # not cancelled by this run's cancellation (Store.barrier)
+                if w.stop_reason is not None:  # cancelled or stopped before it began
+                    raise asyncio.CancelledError
+                kind = kinds.get(p.kind)
+                await kind.run(w.ctx)
             outcome = "completed"
         except asyncio.CancelledError:
             outcome = "stopped"
@@ -615,6 +657,11 @@ class Orchestrator:
             self._running.pop(p.id, None)
         b = WriteBatch()
         self._finish(w, outcome, detail, b)
+        if len(self._ready):
+            # the freed slot goes to ready work now, not after this commit (what this commit
+            # makes ready waits for it: its barrier); with nothing ready, the wake after the
+            # commit finds the engine idle only once the outcome is committed
+            self._wake.set()
         try:
             await self.commit(b)
         finally:

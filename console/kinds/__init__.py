@@ -4,6 +4,13 @@ A kind module defines `KIND`, an object with:
   name: str
   validate_spec(raw: dict, base_dir: Path) -> dict   # raise SpecError(field, message)
   async run(ctx: RunContext) -> None                 # return = completed
+and may define
+  begin(ctx: RunContext) -> Awaitable[None] | None   # start now; the run awaits what it returns
+
+`begin` is called by the dispatcher, in its own pass, for work that may start at once: the
+work begins a turn of the loop sooner than its run task would begin it (the shell kind's
+command is asked for there). What it returns stands for `run(ctx)`, and what it raises is the
+run's outcome; None means `run` after all.
 
 Modules are imported on first use, so the headless path never imports what it does not run
 (the voice kinds pull in groq)."""
@@ -49,6 +56,10 @@ def register(name: str, module: str) -> None:
 
 def names() -> list[str]:
     return sorted(_MODULES)
+
+
+def known(name: str) -> bool:
+    return name in _MODULES
 
 
 def get(name: str) -> Kind:

@@ -82,7 +82,8 @@ class _SpecJson:
     def __call__(self, p: Process) -> tuple[str, str]:
         hit = self._cache.get(p.id)
         if hit is None or hit[0] is not p.spec or hit[1] is not p.resources:
-            hit = self._cache[p.id] = (p.spec, p.resources, _dumps(p.spec), _dumps(p.resources))
+            resources = _dumps(p.resources) if p.resources else "{}"  # most have none
+            hit = self._cache[p.id] = (p.spec, p.resources, _dumps(p.spec), resources)
         return hit[2], hit[3]
 
 
