@@ -15,6 +15,7 @@ class DependencyGraph:
         self._upstream: dict[str, list[Dependency]] = defaultdict(list)  # dependent -> edges
         self._downstream: dict[str, list[Dependency]] = defaultdict(list)  # dependency -> edges
         self._edges: set[tuple[str, str]] = set()
+        self._exclusive: set[str] = set()  # the processes at either end of a `resource` edge
 
     def add(self, dep: Dependency) -> bool:
         key = (dep.dependent, dep.dependency)
@@ -23,6 +24,8 @@ class DependencyGraph:
         self._edges.add(key)
         self._upstream[dep.dependent].append(dep)
         self._downstream[dep.dependency].append(dep)
+        if dep.type is DependencyType.RESOURCE:
+            self._exclusive.update(key)
         return True
 
     def __len__(self) -> int:
@@ -41,6 +44,8 @@ class DependencyGraph:
 
     def exclusive_partners(self, process_id: str) -> list[str]:
         """Processes that must never run at the same time as this one (`resource` edges)."""
+        if process_id not in self._exclusive:  # most have none: asked at every placement and start
+            return []
         out = [d.dependency for d in self.upstream(process_id) if d.type is DependencyType.RESOURCE]
         out += [d.dependent for d in self.downstream(process_id) if d.type is DependencyType.RESOURCE]
         return out

@@ -328,23 +328,23 @@ class Orchestrator:
         # free slots, instead of a slot waiting on the commit (the 1,000-command DAG: 29 % of
         # runs waited ~1.8 ms so). Work of a lower rank never passes it; what is held gets the
         # slots left, as before, or goes back to the queue.
-        held: list[str] = []
+        held: list[tuple[str, Hashable]] = []
         while len(self._running) < self.config.max_concurrent and len(started) < DISPATCH_BATCH:
-            pid = self._ready.pop_best(self._fits)
-            if pid is None:
+            best = self._ready.pop_best(self._fits)
+            if best is None:
                 break
-            if held and self.requests[pid].sort_key()[:2] != self.requests[held[0]].sort_key()[:2]:
-                self._ready.push(self.requests[pid], self._signature(self.processes[pid]))
+            pid, signature = best
+            if held and self.requests[pid].sort_key()[:2] != self.requests[held[0][0]].sort_key()[:2]:
+                self._ready.push(self.requests[pid], signature)
                 break
             if self.store.barrier(self._placed_by.get(pid)) is not None:
                 if len(held) == HOLD_MAX:
-                    self._ready.push(self.requests[pid], self._signature(self.processes[pid]))
+                    self._ready.push(self.requests[pid], signature)
                     break
-                held.append(pid)
+                held.append(best)
                 continue
             started.append(self._begin(pid, b))
-        for pid in held:
-            signature = self._signature(self.processes[pid])
+        for pid, signature in held:
             if len(self._running) < self.config.max_concurrent and len(started) < DISPATCH_BATCH \
                     and self._fits(signature):
                 started.append(self._begin(pid, b))

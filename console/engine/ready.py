@@ -44,8 +44,9 @@ class ReadyQueue:
         del self._heaps[signature]
         return None
 
-    def pop_best(self, fits: Callable[[Hashable], bool]) -> str | None:
-        """Remove and return the first process in dispatch order whose signature fits now."""
+    def pop_best(self, fits: Callable[[Hashable], bool]) -> tuple[str, Hashable] | None:
+        """Remove and return the first process in dispatch order whose signature fits now,
+        with that signature."""
         best: tuple[Entry, Hashable] | None = None
         for signature in list(self._heaps):
             top = self._top(signature)
@@ -58,4 +59,4 @@ class ReadyQueue:
         (_, pid), signature = best
         heapq.heappop(self._heaps[signature])
         del self._where[pid]
-        return pid
+        return pid, signature
