@@ -206,9 +206,9 @@ def _listener(settings):
 
 
 async def _with_store(settings, fn: Callable[[Any], Awaitable[int]]) -> int:
-    from console.store import open_configured_store
+    from console.store import open_store
 
-    store = open_configured_store(settings)
+    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
     await store.open()
     try:
         return await fn(store)

@@ -14,7 +14,7 @@ from console.app import make_engine
 from console.engine.workflow import Workflow
 from console.model import Event, State
 from console.settings import Settings
-from console.store import Store, open_configured_store
+from console.store import Store, open_store
 
 
 class JsonLines:
@@ -48,7 +48,7 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
               check: Callable[[Store], Awaitable[Any]] | None = None) -> int:
     """`listener`: a bound socket to serve the HTTP intake on (see console.intake). `check`:
     called with the open store before the engine starts (a UserError there writes nothing)."""
-    store = open_configured_store(settings)
+    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
     await store.open()
     if check is not None:
         try:

@@ -131,9 +131,6 @@ _STORE = {
     # NORMAL survives a crash of the program; FULL also survives power loss.
     "synchronous": _Field("choice", "NORMAL", choices=("NORMAL", "FULL"), before=_upper),
     "busy_timeout_ms": _Field("int", 5000, ge=0),
-    # Under a stream of writes, a commit waits until this long after the previous one began,
-    # so that what comes meanwhile joins it; a write after a quiet spell commits at once.
-    "commit_window_ms": _Field("float", 3.0, ge=0, le=1000),
 }
 _GROQ = {
     "timeout_s": _Field("float", 30.0, gt=0, le=600),

@@ -362,44 +362,6 @@ async def test_group_commit_batches_a_burst(tmp_path):
     assert commits < 300, commits
 
 
-@pytest.mark.parametrize("window_s", [0.0, 1.0])
-async def test_writes_in_a_stream_share_a_commit_and_a_write_after_a_quiet_spell_does_not_wait(tmp_path, window_s):
-    from console.model import Event
-    from console.store import WriteBatch
-    from console.store.sqlite import SqliteStore
-
-    store = SqliteStore(tmp_path / "w.db", commit_window_s=window_s)
-    await store.open()
-    try:
-        loop = asyncio.get_running_loop()
-        seq = iter(range(1, 100))
-
-        def batch() -> WriteBatch:
-            return WriteBatch(events=[Event(next(seq), time.time(), "p", "completed")])
-
-        began = loop.time()
-        await store.write(batch())  # the first: nothing came before it, so no wait
-        first_s = loop.time() - began
-        before = store.commits
-
-        async def later(delay: float) -> None:
-            await asyncio.sleep(delay)
-            await store.write(batch())
-
-        await asyncio.gather(*(later(0.02 * i) for i in range(4)))  # a stream, 20 ms apart
-        stream_commits = store.commits - before
-        if window_s:
-            await asyncio.sleep(window_s * 1.1)  # a quiet spell
-            began = loop.time()
-            await store.write(batch())
-            assert loop.time() - began < window_s / 2
-    finally:
-        await store.close()
-    assert first_s < 0.5
-    # within the window the stream shares the commit after the window; without, one each
-    assert stream_commits == (1 if window_s else 4)
-
-
 async def test_last_hour_and_retention_go_by_event_numbers(tmp_path):
     """No index on events.ts (migration 4): the last hour's counts and retention read the
     events' numbers, which follow time."""

@@ -66,7 +66,7 @@ async def ours(quick: bool = False) -> dict[str, Any]:
     from console.engine.orchestrator import Orchestrator
     from console.engine.workflow import parse_workflow_text
     from console.settings import load_settings
-    from console.store import open_configured_store
+    from console.store import open_store
 
     width, depth = sizes(quick)
     nodes, edges = layered_dag(width, depth)
@@ -76,7 +76,7 @@ async def ours(quick: bool = False) -> dict[str, Any]:
         workflow = parse_workflow_text(_workflow(nodes, edges), "bench", tmp)
         # a slot for every process (layers overlap): the figure is dispatch, not waiting for a slot
         settings = load_settings(db=tmp / "b.db", data_dir=tmp / "data", engine={"max_concurrent": len(nodes)})
-        store = open_configured_store(settings)
+        store = open_store(str(settings.db_path))
         await store.open()
         engine = Orchestrator(store, settings)
         await engine.start()

@@ -122,13 +122,13 @@ async def _loop_lag(n: int, engine: dict[str, Any] | None = None) -> dict[str, A
     from console.engine.orchestrator import Orchestrator
     from console.engine.workflow import parse_workflow_text
     from console.settings import load_settings
-    from console.store import open_configured_store
+    from console.store import open_store
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         workflow = parse_workflow_text(python_dag_workflow(n, tmp), "bench", tmp)  # before measuring
         settings = load_settings(db=tmp / "b.db", data_dir=tmp / "data", engine=engine)
-        store = open_configured_store(settings)
+        store = open_store(str(settings.db_path))
         await store.open()
         orch = Orchestrator(store, settings)
         await orch.start()

@@ -35,12 +35,12 @@ async def _serving(sim: GroqSim, folder: Path, concurrency: int, groq: int | Non
     from console.app import make_engine
     from console.intake import start_intake
     from console.settings import load_settings
-    from console.store import open_configured_store
+    from console.store import open_store
 
     settings = load_settings(db=folder / "bench.db", data_dir=folder, groq_api_key=KEY, groq_base_url=sim.base_url,
                              engine={"max_concurrent": concurrency}, groq={"concurrency": groq or concurrency},
                              intake={"voice_wait_timeout_s": 60})
-    store = open_configured_store(settings)
+    store = open_store(str(settings.db_path))
     await store.open()
     engine = make_engine(store, settings)
     await engine.start()

@@ -22,14 +22,14 @@ async def _ours(sim: GroqSim, n: int, transport: str, latency_s: float = 1.0) ->
     from console.app import make_engine
     from console.model import State
     from console.settings import load_settings
-    from console.store import open_configured_store
+    from console.store import open_store
     from console.voice.center import call_center
 
     with tempfile.TemporaryDirectory() as d:
         settings = load_settings(db=Path(d) / "b.db", data_dir=Path(d), groq_api_key=KEY,
                                  groq_base_url=sim.base_url,
                                  engine={"max_concurrent": n}, groq={"concurrency": n, "transport": transport})
-        store = open_configured_store(settings)
+        store = open_store(str(settings.db_path))
         await store.open()
         engine = make_engine(store, settings)
         await engine.start()

@@ -7,7 +7,7 @@ WAL) is the embedded default. A PostgreSQL adapter would implement the same Prot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Protocol
+from typing import Any, Awaitable, Callable, NamedTuple, Protocol
 
 from console.model import (
     Call,
@@ -20,9 +20,6 @@ from console.model import (
     Turn,
     VoiceRequest,
 )
-
-if TYPE_CHECKING:
-    from console.settings import Settings
 
 
 class VoiceLine(NamedTuple):
@@ -172,15 +169,7 @@ class Store(Protocol):
     ) -> list[Transfer]: ...
 
 
-def open_configured_store(settings: Settings) -> Store:
-    """The store `settings` name, as the command line, the console and the runner open it."""
-    s = settings.store
-    return open_store(str(settings.db_path), s.synchronous, s.busy_timeout_ms, s.commit_window_ms)
-
-
-def open_store(path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-               commit_window_ms: float = 3.0) -> Store:
+def open_store(path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Store:
     from console.store.sqlite import SqliteStore
 
-    return SqliteStore(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
-                       commit_window_s=commit_window_ms / 1000)
+    return SqliteStore(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)

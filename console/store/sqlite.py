@@ -176,12 +176,9 @@ class _Commit(asyncio.Future):
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                 commit_window_s: float = 0.003):
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
         self.path = str(path)
         self._synchronous = synchronous
-        self.commit_window_s = commit_window_s
-        self._last_commit_began = -1e9  # loop time
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._pending = WriteBatch()
@@ -313,16 +310,7 @@ class SqliteStore:
         return None if future is None or future.done() else future
 
     async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while not self._pending.empty():
-            # A commit's own cost (the hop to SQLite's thread, BEGIN/COMMIT, the WAL frames of
-            # pages it shares with the next one, the callbacks back) is paid once for all that
-            # gathers within the window: the 1,000-command DAG's CPU -7 %, its time -5 %
-            # (8 interleaved runs); a write after a quiet spell does not wait.
-            wait = self._last_commit_began + self.commit_window_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._last_commit_began = loop.time()
             batch, done = self._pending, self._pending_done
             self._pending, self._pending_done = WriteBatch(), None
             self._inflight_done, self._inflight_upto = done, self.submitted

@@ -267,10 +267,10 @@ class SwitchboardApp(App[None]):
     async def _start(self) -> None:
         from console.app import make_engine
         from console.engine.orchestrator import OwnedElsewhere
-        from console.store import open_configured_store
+        from console.store import open_store
 
         settings = self.settings
-        self.store = open_configured_store(settings)
+        self.store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
         await self.store.open()
         owner = None
         if not self.read_only:
