@@ -35,6 +35,17 @@ async def test_priority_order_force_first_then_priority_then_fifo(tmp_path):
     assert starts() == ["gate", "held", "crit1", "high1", "high2", "med1", "low1", "low2"]
 
 
+async def test_every_ready_process_gets_a_free_slot_while_its_registration_commits(tmp_path):
+    """Twenty placed by one load, twenty slots: the pass that runs while the load commits looks
+    past only HOLD_MAX of them for work that could begin sooner, and still starts all twenty."""
+    async with running_engine(tmp_path, max_concurrent=20) as orch:
+        await orch.load(workflow("".join(py(f"g{i}", "wait_gate", gate="twenty") for i in range(20))))
+        await wait_for(lambda: all(p.state is State.RUNNING for p in orch.processes.values()), timeout=3)
+        steps.gate("twenty").set()
+        await orch.run_until_idle()
+    assert set(states(orch).values()) == {"completed"}
+
+
 @pytest.mark.parametrize("independent", ["medium", "low"])
 async def test_a_free_slot_goes_to_work_that_can_start_now_of_the_same_rank(tmp_path, monkeypatch, independent):
     """`x` is made ready by the commit of `d`'s completion, held up here for 0.3 s; `y`, ready
