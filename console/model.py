@@ -113,6 +113,8 @@ class RequestSource(str, Enum):
 
 @dataclass
 class Interruption:
+    """Why a run stopped before completing, and when it may retry."""
+
     type: InterruptionType
     message: str = ""
     occurred_at: float = field(default_factory=time.time)
@@ -156,6 +158,8 @@ class ResumeRequest:
 
 @dataclass
 class Dependency:
+    """An edge: `dependent` waits for (or never runs beside) `dependency`."""
+
     dependent: str
     dependency: str
     type: DependencyType = DependencyType.SEQUENTIAL
@@ -165,6 +169,8 @@ class Dependency:
 
 @dataclass
 class Metrics:
+    """A process's counters over all its runs."""
+
     resumes_total: int = 0
     resumes_succeeded: int = 0
     resumes_failed: int = 0
@@ -200,6 +206,8 @@ class Metrics:
 
 @dataclass
 class Process:
+    """An interrupted, checkpointed process the engine resumes: its spec, state and progress."""
+
     id: str
     kind: str
     spec: dict[str, Any] = field(default_factory=dict)
@@ -240,6 +248,8 @@ class Process:
 
 @dataclass
 class Checkpoint:
+    """One saved checkpoint of a process (the latest few are kept)."""
+
     process_id: str
     seq: int
     progress: float
@@ -351,6 +361,8 @@ TRANSFER_FINAL = frozenset({TransferStatus.COMPLETED, TransferStatus.CANCELLED, 
 
 @dataclass
 class Turn:
+    """One utterance in a call's conversation."""
+
     call_id: str
     role: str  # caller | agent | assistant | system
     text: str
@@ -365,6 +377,8 @@ class Turn:
 
 @dataclass
 class Call:
+    """A caller's call: what its voice requests and transfers belong to."""
+
     id: str
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
@@ -381,6 +395,8 @@ class Call:
 
 @dataclass
 class VoiceRequest:
+    """A caller's utterance on its way to an AI reply: transcript, reply, stage, timings."""
+
     id: str
     call_id: str
     process_id: str
@@ -406,6 +422,8 @@ class VoiceRequest:
 
 @dataclass
 class Transfer:
+    """A warm transfer of a call from one agent to another, with its AI summary."""
+
     id: str
     call_id: str
     process_id: str

@@ -213,18 +213,9 @@ class SqliteStore:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         try:
-            await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            mode = await (await self._db.execute("PRAGMA journal_mode = WAL")).fetchone()
-            self._wal = str(mode[0]).lower() == "wal"
-            if self._wal:
-                # No checkpoint inside a commit: SQLite's automatic one ran in the commit that
-                # crossed 1,000 WAL pages, copying them and fsyncing the database (17-25 ms here,
-                # every ~0.1 s under load), and every write gathered meanwhile waited for it.
-                # See _checkpoints for what happens instead.
-                await self._db.execute("PRAGMA wal_autocheckpoint = 0")
-                await self._db.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
-            await self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
-            await self._db.execute("PRAGMA foreign_keys = ON")
+            # one call on aiosqlite's thread, not a hop per statement
+            self._wal = await self._db._execute(_configure, self._db._conn, int(self._busy_timeout_ms),
+                                                self._synchronous)
             await self._migrate()
         except BaseException as e:
             # close, or aiosqlite's (non-daemon) thread keeps the program from exiting
@@ -242,20 +233,7 @@ class SqliteStore:
                 f"{self.path}: database schema v{version} is newer than this Switchboard (v{SCHEMA_VERSION})"
             )
         for number in range(version, SCHEMA_VERSION):
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                # re-check inside the write lock: another process may have migrated meanwhile
-                current = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
-                if current > number:
-                    await db.execute("ROLLBACK")
-                    continue
-                for statement in _split_script(MIGRATIONS[number]):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {number + 1}")
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+            await db._execute(_migrate_to, db._conn, number)
 
     async def close(self) -> None:
         if self._db is None:
@@ -781,6 +759,40 @@ class _WalWriteback:
                     os.close(fd)
             except OSError:  # gone (closed meanwhile) or unsupported: the checkpoint syncs it
                 pass
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout_ms: int, synchronous: str) -> bool:
+    """The connection's settings (on aiosqlite's thread); True if the database is in WAL mode."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    wal = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower() == "wal"
+    if wal:
+        # No checkpoint inside a commit: SQLite's automatic one ran in the commit that crossed
+        # 1,000 WAL pages, copying them and fsyncing the database (17-25 ms here, every ~0.1 s
+        # under load), and every write gathered meanwhile waited for it. See
+        # SqliteStore._checkpoints for what happens instead.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return wal
+
+
+def _migrate_to(conn: sqlite3.Connection, number: int) -> None:
+    """Migration `number` (0-based) in its own transaction, on aiosqlite's thread."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # re-check inside the write lock: another process may have migrated meanwhile
+        if conn.execute("PRAGMA user_version").fetchone()[0] > number:
+            conn.execute("ROLLBACK")
+            return
+        for statement in _split_script(MIGRATIONS[number]):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple]]],

@@ -11,7 +11,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.engine.orchestrator import Orchestrator
 from console.engine.workflow import ID_PATTERN, Workflow
@@ -32,7 +32,9 @@ from console.model import (
     VoiceRequest,
 )
 from console.store import WriteBatch
-from console.voice.gateway import GroqGateway
+
+if TYPE_CHECKING:
+    from console.voice.gateway import GroqGateway
 
 SERVICE = "calls"
 _ID = re.compile(ID_PATTERN)
@@ -90,6 +92,8 @@ class CallCenter:
         self.transfers: dict[str, Transfer] = {}
 
     def gateway(self) -> GroqGateway:
+        from console.voice.gateway import GroqGateway  # first use: a shell-only runner never needs it
+
         return self.engine.service("groq", lambda: GroqGateway(self.settings, self._provider_changed))
 
     def _provider_changed(self, state: Any) -> None:
