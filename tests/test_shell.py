@@ -135,6 +135,62 @@ async def test_commands_started_by_the_dispatcher_or_by_their_run_end_alike(tmp_
         assert begun == []
 
 
+def start_eagerly(coro):
+    """Run `coro` now up to its first wait, then on as a task would (Python 3.12's eager tasks)."""
+    done = asyncio.get_running_loop().create_future()
+
+    def step(_: object = None) -> None:
+        try:
+            waiting = coro.send(None)
+        except StopIteration as e:
+            done.set_result(e.value)
+        except BaseException as e:  # noqa: BLE001 - handed to whoever awaits `done`
+            done.set_exception(e)
+        else:
+            waiting.add_done_callback(step)
+
+    step()
+    return done
+
+
+def alive_with(marker: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+async def test_a_cancel_between_dispatch_and_the_runs_first_step(tmp_path, mode, monkeypatch):
+    """An operator's cancel in the same turn as the dispatch pass (before the run's task has
+    taken a step): the command is stopped, the process ends cancelled, the cancel returns."""
+    from console.engine.orchestrator import Orchestrator
+
+    marker = "30.0625"
+    cancels = []
+    real = Orchestrator._dispatch_once
+
+    def dispatch_then_cancel(self):
+        more = real(self)
+        if "s" in self._running and not cancels:
+            cancels.append(start_eagerly(self.cancel("s")))
+        return more
+
+    monkeypatch.setattr(Orchestrator, "_dispatch_once", dispatch_then_cancel)
+    async with running_engine(tmp_path) as orch:
+        await spawner_ready(mode)
+        await orch.load(workflow(shell_process("s", f"exec sleep {marker}")))
+        await wait_for(lambda: bool(cancels))
+        assert await asyncio.wait_for(cancels[0], 5) == "s: cancelled"
+        assert orch.processes["s"].state is State.CANCELLED
+        await wait_for(lambda: not alive_with(marker))
+
+
 async def test_cancel_sends_sigterm_to_the_group_then_sigkill(tmp_path, mode):
     pidfile = tmp_path / "pids"
     # the shell ignores SIGTERM: only SIGKILL after the grace period ends it; its child sleeps

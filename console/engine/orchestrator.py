@@ -105,6 +105,9 @@ class _Work:
     # completion of what it depends on), but not its own `running` row
     barrier: Any = None
     begun: Any = None  # what the kind's `begin` returned: the run awaits it instead of `run`
+    # its task has taken its first step: cancelling a task before that skips its body (no
+    # outcome, no slot released), so a cancel before then is left to the run (stop_reason)
+    entered: bool = False
 
 
 async def _raise(e: BaseException) -> None:
@@ -625,11 +628,18 @@ class Orchestrator:
 
     async def _run(self, w: _Work) -> None:
         p = w.process
+        w.entered = True
         outcome: str
         detail: Any = None
         try:
             if w.begun is not None:
-                await w.begun
+                if w.stop_reason is not None:  # cancelled before this task began: stop what began
+                    inner = asyncio.ensure_future(w.begun)
+                    await asyncio.sleep(0)  # its first step: it is watching the command now
+                    inner.cancel()
+                    await inner
+                else:
+                    await w.begun
             else:
                 if w.barrier is not None:
                     await w.barrier  # not cancelled by this run's cancellation (Store.barrier)
@@ -816,7 +826,7 @@ class Orchestrator:
         if p.state is State.RUNNING:
             w = self._running[p.id]
             w.stop_reason = "cancel"
-            if w.task is not None:  # else it is starting right now and sees stop_reason first
+            if w.task is not None and w.entered:  # else its run sees stop_reason when it begins
                 w.task.cancel()
             await w.finished.wait()
             return f"{p.id}: {p.state.value}"
