@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -93,7 +92,8 @@ async def ours(quick: bool = False) -> dict[str, Any]:
 class _PollingModel:
     """BASELINE MODEL of the replaced design's scheduler, kept small but faithful: one loop
     that sleeps POLL_S between scans of every process, starts those whose dependencies are
-    met, and writes each state change with the synchronous sqlite3 module."""
+    met, and writes each state change with the synchronous sqlite3 module
+    (store.benchmarks.BlockingProcessTable)."""
 
     class Ctx:
         def __init__(self, model: _PollingModel, pid: str, work_s: float) -> None:
@@ -110,18 +110,12 @@ class _PollingModel:
         self.upstream: dict[str, list[tuple[str, int]]] = {pid: [] for pid, _ in nodes}
         for child, parent, percent in edges:
             self.upstream[child].append((parent, percent))
-        self.db = sqlite3.connect(db)
-        # our durability settings, so that the figure isolates the polling
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("CREATE TABLE processes (id TEXT PRIMARY KEY, state TEXT, progress REAL)")
-        self.db.executemany("INSERT INTO processes VALUES (?, 'pending', 0)", [(pid,) for pid in self.state])
-        self.db.commit()
+        from console.store.benchmarks import BlockingProcessTable
+
+        self.db = BlockingProcessTable(db, list(self.state))
 
     def write(self, pid: str) -> None:
-        self.db.execute("UPDATE processes SET state = ?, progress = ? WHERE id = ?",
-                        (self.state[pid], self.progress[pid], pid))
-        self.db.commit()
+        self.db.write(pid, self.state[pid], self.progress[pid])
 
     def _ready(self, pid: str) -> bool:
         return all(self.state[up] == "completed" or (percent < 100 and self.progress[up] >= percent)

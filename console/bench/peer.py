@@ -5,14 +5,16 @@ huey has no dependency graph (its pipelines are chains), so the DAG is expressed
 huey user would: every process is a task; when one finishes it bumps an atomic counter in
 huey's storage for each dependent (`storage.incr`) and enqueues the dependent when the count
 reaches its number of dependencies. Each task returns True, which huey stores as its result:
-the durable record of the completion. Timed from enqueueing the roots to the last result.
-Both sides use WAL with synchronous=NORMAL (huey's own `fsync` flag offers only FULL or OFF)."""
+the durable record of the completion. Timed from enqueueing the roots to the last result
+(counted by huey's completion signal, which it sends once the result is stored). Both sides
+use WAL with synchronous=NORMAL (console.store.benchmarks.huey_storage: huey's own `fsync`
+flag offers only FULL or OFF)."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,18 +45,13 @@ def _huey_version() -> str:
 
 def run(n: int, workers: int = WORKERS, initial_delay: float = INITIAL_DELAY_S,
         max_delay: float = MAX_DELAY_S, worker_type: str = "thread") -> dict[str, Any]:
-    from huey import SqliteHuey
+    from huey import SqliteHuey, signals
     from huey.consumer import Consumer
-    from huey.storage import SqliteStorage
 
-    class Storage(SqliteStorage):
-        def _create_connection(self) -> sqlite3.Connection:
-            conn = super()._create_connection()
-            conn.execute("PRAGMA synchronous = NORMAL")
-            return conn
+    from console.store.benchmarks import huey_storage
 
     class Huey(SqliteHuey):
-        storage_class = Storage
+        storage_class = huey_storage()
 
     upstream: dict[int, int] = {}
     downstream: dict[int, list[int]] = {i: [] for i in range(n)}
@@ -73,22 +70,29 @@ def run(n: int, workers: int = WORKERS, initial_delay: float = INITIAL_DELAY_S,
                     node(j)
             return True
 
+        lock, completed, all_done = threading.Lock(), [0], threading.Event()
+
+        @huey.signal(signals.SIGNAL_COMPLETE)
+        def counted(signal: str, task: Any) -> None:  # after huey has stored the task's result
+            with lock:
+                completed[0] += 1
+                if completed[0] == n:
+                    all_done.set()
+
         consumer = Consumer(huey, workers=workers, worker_type=worker_type, periodic=False,
                             initial_delay=initial_delay, backoff=1.15, max_delay=max_delay,
                             check_worker_health=False)
         consumer.start()
-        watch = sqlite3.connect(db)  # a reader of its own: WAL readers do not block huey's writers
         try:
             t0 = time.perf_counter()
             for i in range(n):
                 if i not in upstream:
                     node(i)
-            while watch.execute("SELECT COUNT(*) FROM kv WHERE queue = 'bench'").fetchone()[0] < n:
-                time.sleep(0.005)  # no event loop in this child: huey is thread-based
+            if not all_done.wait(timeout=600):  # huey is thread-based: no event loop in this child
+                raise RuntimeError(f"huey completed {completed[0]} of {n} tasks in 600 s")
             wall = time.perf_counter() - t0
         finally:
             consumer.stop(graceful=True)
-            watch.close()
             huey.storage.close()
     return {"n": n, "wall_s": round(wall, 3), "peer_throughput_per_s": round(n / wall, 1),
             "workers": workers, "worker_type": worker_type, "initial_delay_s": initial_delay, "max_delay_s": max_delay}

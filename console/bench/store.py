@@ -12,39 +12,12 @@ from typing import Any
 
 from console.bench.measure import percentiles
 
-CHUNK = 50_000  # rows per executemany while filling
 LISTINGS = 30
-
-
-def _fill(path: Path, rows: int, calls: int) -> None:
-    """Bulk rows with sqlite3's executemany into the schema the store created (its own write
-    path builds each row as a Transfer: ~15,000 rows/s, too slow for a million). The one
-    piece of SQL outside console/store/ besides the baselines, which model the replaced
-    design's sqlite3 calls on purpose: fixture set-up for a benchmark, not product code."""
-    import json
-    import sqlite3
-
-    statuses = ["initiated", "summarizing", "ready", "completed", "cancelled", "failed"]
-    start = time.time() - rows  # one a second, oldest first
-    summary = json.dumps({"caller": "Ann", "issue": "the bill is wrong again", "steps_taken": ["checked the invoice"],
-                          "sentiment": "frustrated", "next_action": "refund the late fee"})
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA synchronous = OFF")  # set-up only
-    db.execute("BEGIN")
-    db.executemany("INSERT INTO calls (id, created_at, updated_at) VALUES (?, ?, ?)",
-                   ((f"call-{c}", start, start) for c in range(calls)))
-    for first in range(0, rows, CHUNK):
-        db.executemany(
-            "INSERT INTO transfers (id, call_id, process_id, from_agent, to_agent, status, summary, summary_source, "
-            "reason, created_at, updated_at, completed_at) VALUES (?, ?, ?, 'alice', 'bob', ?, ?, 'llm', NULL, ?, ?, NULL)",
-            ((f"tr-{i:07d}", f"call-{i % calls}", f"transfer-{i:07d}", statuses[i % len(statuses)], summary,
-              start + i, start + i) for i in range(first, min(rows, first + CHUNK))))
-    db.execute("COMMIT")
-    db.close()
 
 
 async def measure(quick: bool = False) -> dict[str, Any]:
     from console.store import open_store
+    from console.store.benchmarks import fill_transfers
 
     rows = 50_000 if quick else 1_000_000
     with tempfile.TemporaryDirectory() as d:
@@ -54,7 +27,7 @@ async def measure(quick: bool = False) -> dict[str, Any]:
         await store.close()
         t0 = time.perf_counter()
         # set-up, before anything is measured; in a thread, as blocking sqlite3 work belongs
-        await asyncio.to_thread(_fill, path, rows, max(1, rows // 20))
+        await asyncio.to_thread(fill_transfers, path, rows, max(1, rows // 20))
         fill_s = time.perf_counter() - t0
 
         store = open_store(str(path))  # a fresh connection: the first listing is a cold one

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -211,8 +210,14 @@ def _targets(f: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _sqlite_version() -> str:
+    from console.store.benchmarks import SQLITE_VERSION
+
+    return SQLITE_VERSION
+
+
 def _machine() -> dict[str, Any]:
-    return {"cores": os.cpu_count(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+    return {"cores": os.cpu_count(), "python": platform.python_version(), "sqlite": _sqlite_version(),
             "platform": platform.platform(), "machine": platform.machine(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 

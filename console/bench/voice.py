@@ -74,20 +74,18 @@ class ReplacedBackend:
     its whole round trip."""
 
     def __init__(self, base_url: str, db_path: Path) -> None:
-        import sqlite3
-
         from groq import Groq
 
+        from console.store.benchmarks import BlockingReplyLog
+
         self.client = Groq(api_key=KEY, base_url=base_url, max_retries=0)
-        self.db = sqlite3.connect(db_path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS replies (call TEXT, reply TEXT)")
+        self.db = BlockingReplyLog(db_path)  # synchronous sqlite3 commits
 
     async def handle(self, i: int) -> None:
         await asyncio.sleep(0)  # handlers interleave on the loop, as requests would arrive
         completion = self.client.chat.completions.create(  # blocks the loop for the whole request
             model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": f"utterance {i}"}])
-        self.db.execute("INSERT INTO replies VALUES (?, ?)", (f"bench-{i}", completion.choices[0].message.content))
-        self.db.commit()
+        self.db.add(f"bench-{i}", completion.choices[0].message.content)  # blocks the loop too
 
     def close(self) -> None:
         self.db.close()
