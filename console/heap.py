@@ -17,6 +17,11 @@ most that often and the garbage it holds stays bounded. (The loop's lateness is 
 quiet: under the load benchmark most of its turns are on time.)
 Only objects that survived two young collections and then became garbage in a cycle wait.
 
+The middle generation (1) is collected every MIDDLE_EVERY young collections rather than every
+10: it holds what survived since its last collection, so its pauses shrink with the interval
+(under the load benchmark, p50 1.3 -> 0.5 ms, p90 2.7 -> ~1 ms), for the same work in all;
+what survives goes to the permanent side sooner, where only the paced full collections look.
+
 Only the product's entry points opt in (the runner, the console): tests start engines by
 the hundred in one process, and freezing there would keep their garbage."""
 
@@ -30,6 +35,7 @@ CHECK_S = 0.25  # how often the pacer looks
 QUIET_CPU = 0.1  # CPU time over wall time between two checks, at most, for a quiet one
 QUIET_CHECKS = 2
 FULL_EVERY_S = 30.0
+MIDDLE_EVERY = 2  # young collections per middle one (Python's default: 10), see the module doc
 _NEVER = 1 << 30  # generation 2's threshold: the collector never starts a full collection itself
 
 _settled = False
@@ -47,8 +53,8 @@ def settle() -> None:
     except RuntimeError:  # no loop: nobody to pace full collections, so keep the collector's
         return
     if _pacer is None or _pacer.done() or _pacer.get_loop() is not loop:
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, _NEVER)
+        young, _, _ = gc.get_threshold()
+        gc.set_threshold(young, MIDDLE_EVERY, _NEVER)
         _pacer = loop.create_task(_pace(), name="heap-pacer")
 
 

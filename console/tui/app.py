@@ -25,6 +25,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.geometry import Region
 from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
 from textual.widget import Widget
@@ -34,7 +35,7 @@ from console.model import Event, Process, State, UserError
 from console.settings import Settings
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
-from console.tui.widgets import Column, KeyBar, Row, RowList, StatusBar, cell_parts, clean, literal, progress_cell, sparkline
+from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, literal, progress_cell, sparkline
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class HeaderBar(Widget):
         self.done = ""
         self.lag = ""
         self._line: Strip | None = None  # made once per change (and per width, per theme)
+        self._version = 0  # of what the line shows: the key of the whole line (LineFrame)
+        self._frame_lines: LineFrame | None = None
+        self._style_parts: tuple[Style, Style, Style] | None = None  # base, label, spark
 
     def set_counts(self, counts: list[tuple[str, Style]]) -> None:
         if counts != self.counts:
@@ -98,23 +102,42 @@ class HeaderBar(Widget):
 
     def _changed(self) -> None:
         self._line = None
+        self._version += 1
         self.refresh()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()  # a new theme: new colours
         self._line = None
+        self._frame_lines = None
+        self._style_parts = None
 
     def on_resize(self) -> None:
         self._line = None
+        self._frame_lines = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # drawn with its padding as one line (LineFrame): the counts change at nearly every refresh
+        if self._frame_lines is None or self._frame_lines.size != self.outer_size:
+            self._frame_lines = LineFrame(self, lambda region: super(HeaderBar, self).render_lines(region), limit=2)
+        if not self._frame_lines.plain:
+            return super().render_lines(crop)
+        return self._frame_lines.render(self, crop, lambda y: ((self._version, y), lambda: self.render_line(y)))
+
+    def _styles(self) -> tuple[Style, Style, Style]:
+        # kept until the style changes: Textual's refresh() forgets its own, and working them
+        # out again took ~0.3 ms of each change
+        if self._style_parts is None:
+            base = self.rich_style
+            self._style_parts = (base, base + self.get_component_rich_style("headerbar--label", partial=True),
+                                 base + self.get_component_rich_style("headerbar--spark", partial=True))
+        return self._style_parts
 
     def render_line(self, y: int) -> Strip:
-        base = self.rich_style
+        base, label, spark = self._styles()
         width = self.size.width
         if y:
             return Strip.blank(width, base)
         if self._line is None:
-            label = base + self.get_component_rich_style("headerbar--label", partial=True)
-            spark = base + self.get_component_rich_style("headerbar--spark", partial=True)
             trends = [Segment(" done/min ", label), Segment(self.done.ljust(self.DONE_WIDTH), spark),
                       Segment(" lag ", label), Segment(self.lag.ljust(self.LAG_WIDTH), spark)]
             room = max(0, width - sum(cell_len(t.text) for t in trends))
