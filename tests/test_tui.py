@@ -275,6 +275,31 @@ async def test_panes_kept_up_incrementally_match_a_full_rebuild(tmp_path):
         await pilot.press("q")
 
 
+async def test_a_large_load_is_placed_in_the_queue_over_a_few_passes(tmp_path, monkeypatch):
+    """Placing 1,000 processes in one refresh pass held the loop ~12 ms: a pass places at most
+    TOUCHED_PER_PASS, the next passes the rest, and the queue ends up complete and in order."""
+    from console.tui import app as console_app
+    from console.tui.source import OrderedView
+
+    monkeypatch.setattr(console_app, "TOUCHED_PER_PASS", 7)
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        text = "".join(py(f"p{i:02}", "noop", priority=("low", "high")[i % 2], extra="hold = true")
+                       for i in range(30))
+        placed: list[int] = []
+        update = app._queue_view.update
+        app._queue_view.update = lambda pids: (placed.append(len(list(pids))), update(pids))[1]
+        await engine.load(workflow(text))
+        await wait_for(lambda: len(app.screen.query_one("#queue", RowList).items) == 30, timeout=10)
+        assert sum(placed) >= 30 and max(placed) <= 7
+        fresh = OrderedView(engine.processes, lambda p: app.source.queue_key(p, False))
+        assert [p.id for p in app.screen.query_one("#queue", RowList).items] == [p.id for p in fresh]
+        assert app._counts.counts == console_app.StateCounts(engine.processes).counts
+        await pilot.press("q")
+
+
 def test_whole_graph_layout_placed_incrementally_equals_a_rebuild():
     from console.engine.graph import DependencyGraph
     from console.model import Dependency, DependencyType, Process
