@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import sys
+from collections import Counter
 
 import pytest
 
 import steps
 from conftest import dep, py, running_engine, states, wait_for, workflow
 from console.engine import orchestrator as orchestrator_module
-from console.engine.pacing import TurnShare
+from console.engine.pacing import Herd, TurnShare
 from console.model import Event, State, UserError
 from console.store import WriteBatch
 from console.store import sqlite as sqlite_module
@@ -26,11 +28,15 @@ def chain(n: int, prefix: str = "p", fn: str = "noop") -> str:
 
 
 class Turns:
-    """Counts turns of the loop and runs `each` at every one, until stopped."""
+    """Counts turns of the loop and runs `each` at every one, until stopped. The loop is then
+    never idle, so aiosqlite's thread gets the GIL only when the interpreter forces a switch
+    (every 5 ms by default: a test took 10-20 s); meanwhile the switch comes sooner."""
 
     def __init__(self, each=None):
         self.count = 0
         self.each = each
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0002)
         self._task = asyncio.create_task(self._run())
 
     async def _run(self):
@@ -43,6 +49,7 @@ class Turns:
     async def stop(self):
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        sys.setswitchinterval(self._switch)
 
 
 def stored_ids(db) -> set[str]:
@@ -95,20 +102,21 @@ async def test_a_load_in_slices_is_hidden_until_committed_then_whole(tmp_path, t
     assert [pid for what, pid, _ in steps.RECORD if what == "start"] == [f"p{i}" for i in range(n)]
 
 
-async def test_no_run_of_a_half_loaded_workflow_starts(tmp_path, thin_slices):
+async def test_no_run_of_a_half_loaded_workflow_starts(tmp_path, thin_slices, monkeypatch):
     """Ready processes (no dependencies) wait for their load's write like any other work."""
     wf = workflow("".join(py(f"r{i}", "noop") for i in range(200)))
     async with running_engine(tmp_path, max_concurrent=500) as orch:
         stored_at_first_start: list[int] = []
 
-        async def look():
-            if not stored_at_first_start and any(what == "start" for what, _, _ in steps.RECORD):
-                stored_at_first_start.append(len(stored_ids(orch.store.path)))
+        class Starts(list):  # what the database holds when the first run's step begins
+            def append(self, item):
+                if not stored_at_first_start:
+                    stored_at_first_start.append(len(stored_ids(orch.store.path)))
+                super().append(item)
 
-        turns = Turns(look)
+        monkeypatch.setattr(steps, "RECORD", Starts())
         await orch.load(wf)
         await orch.run_until_idle()
-        await turns.stop()
         assert stored_at_first_start == [200]  # the first run began once the whole load was committed
         assert set(states(orch).values()) == {"completed"}
 
@@ -210,6 +218,47 @@ async def test_turn_share_lets_a_lone_section_through_and_spreads_a_crowd():
     tick.cancel()
     assert [i for i, _ in order] == [0, 1, 2, 3, 4]
     assert len({t for _, t in order}) == 5  # one per turn when each uses up the budget
+
+
+async def test_a_herd_woken_together_goes_on_a_few_per_turn_in_order():
+    herd = Herd(per_turn=4)
+    await herd.through()  # alone: at once, without waiting for a turn
+    woke = asyncio.get_running_loop().create_future()
+    order: list[tuple[int, int]] = []
+
+    async def waiter(i: int) -> None:
+        await woke
+        await herd.through()
+        order.append((i, turns.count))
+
+    waiters = [asyncio.create_task(waiter(i)) for i in range(18)]
+    await asyncio.sleep(0)  # all waiting
+    turns = Turns()
+    woke.set_result(None)
+    await asyncio.gather(*waiters)
+    await turns.stop()
+    assert [i for i, _ in order] == list(range(18))  # all of them, in the order they woke
+    per_turn = Counter(t for _, t in order)
+    assert max(per_turn.values()) <= 4 and len(per_turn) >= 5
+
+
+async def test_runs_released_by_one_commit_begin_a_few_per_turn(tmp_path, monkeypatch):
+    """Eighty processes registered by one load can all begin once its commit lands: their
+    first steps are spread over turns of the loop (Herd), and every one of them runs."""
+    began: list[int] = []  # the turn each run's step began in
+
+    class Starts(list):
+        def append(self, item):
+            began.append(turns.count)
+            super().append(item)
+
+    monkeypatch.setattr(steps, "RECORD", Starts())
+    async with running_engine(tmp_path, max_concurrent=100) as orch:
+        turns = Turns()
+        await orch.load(workflow("".join(py(f"p{i}", "noop") for i in range(80))))
+        await wait_for(lambda: all(p.state is State.COMPLETED for p in orch.processes.values()))
+        await turns.stop()
+    assert len(began) == 80 and max(Counter(began).values()) <= orch._herd.per_turn
 
 
 async def test_dispatch_in_batches_keeps_the_order(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from console import kinds
 from console.engine.bus import EventBus
 from console.engine.context import _UNSET, RunContext
 from console.engine.graph import DependencyGraph
-from console.engine.pacing import TurnShare
+from console.engine.pacing import Herd, TurnShare
 from console.engine.pools import ResourcePools
 from console.engine.ready import ReadyQueue
 from console.engine.workflow import Workflow, check_workflow
@@ -162,6 +162,7 @@ class Orchestrator:
         # loads share turns of the loop, in the order they come; while one is applied in slices,
         # the others wait for its end (its write's submission)
         self._turns = TurnShare(LOAD_SLICE_S)
+        self._herd = Herd()  # after a commit or barrier many waited for: see Herd
         self._loads_in_slices: set[asyncio.Task[LoadResult]] = set()  # finished (committed) by stop()
         self._signatures: dict[Hashable, dict[str, int]] = {}
         self._running: dict[str, _Work] = {}
@@ -623,6 +624,7 @@ class Orchestrator:
         for pid in placed:
             self._placed_by[pid] = number
         await self.store.write(b)
+        await self._herd.through()
 
     # -- running work ---------------------------------------------------------------------------
 
@@ -643,6 +645,7 @@ class Orchestrator:
             else:
                 if w.barrier is not None:
                     await w.barrier  # not cancelled by this run's cancellation (Store.barrier)
+                    await self._herd.through()
                 if w.stop_reason is not None:  # cancelled or stopped before it began
                     raise asyncio.CancelledError
                 kind = kinds.get(p.kind)
