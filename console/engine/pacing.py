@@ -111,44 +111,24 @@ class TurnShare:
             self._schedule()
 
 
-class Herd:
+class Herd(TurnShare):
     """Tasks that one event wakes together go on a few per turn of the loop.
 
     Measured: 200 voice requests created at once share one group commit; when it lands, the
     200 loads' continuations (their events published, their callers answered) and then the
     200 runs waiting for it ran back to back, ~9 ms with the loop frozen. A task that calls
-    `through()` right after such a wait goes on at once while fewer than `per_turn` have
-    gone through in this turn, and otherwise waits for a later turn, in order. Alone or in
-    small numbers nothing waits (the cost is a counter), so the usual path is unchanged."""
+    `through()` right after such a wait goes on at once while fewer than `per_turn` have gone
+    through in this turn, and otherwise waits for a later turn, in order: a TurnShare whose
+    sections count one each, whatever they take (what follows the wait is the caller's, not
+    a section this can time). Alone or in small numbers nothing waits."""
 
     def __init__(self, per_turn: int = 16) -> None:
+        super().__init__(budget=per_turn)
         self.per_turn = per_turn
-        self._passed = 0  # in this turn
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._turn_scheduled = False
+        self._cost = 1.0
 
     async def through(self) -> None:
-        if self._passed < self.per_turn and not self._waiters:
-            self._passed += 1
-            self._schedule()
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        await self.enter()
+        self._began = None
+        self._spent += 1
         self._schedule()
-        await future
-
-    def _schedule(self) -> None:
-        if not self._turn_scheduled:
-            self._turn_scheduled = True
-            asyncio.get_running_loop().call_soon(self._next_turn)
-
-    def _next_turn(self) -> None:
-        self._turn_scheduled = False
-        self._passed = 0
-        while self._waiters and self._passed < self.per_turn:
-            future = self._waiters.popleft()
-            if not future.done():  # a cancelled waiter gives its place away
-                future.set_result(None)
-                self._passed += 1  # they go on in the next turn: counted there
-        if self._waiters or self._passed:
-            self._schedule()
