@@ -56,10 +56,11 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 600.0
 # A large workflow is applied in slices of about this long, with the loop running in between
 # (1,000 processes took ~35 ms in one step): see `load`. A sleeping task wakes two turns after
-# its time (the timer, then the task), so a waiter can sit through two slices: 2 ms keeps that
-# well under 10 ms (4 ms: heartbeats over 10 ms late under the load benchmark, median of 8
-# runs, 7 -> 4.5).
-LOAD_SLICE_S = 0.002
+# its time (the timer, then the task), so a waiter can sit through two slices, and other work
+# shares those turns. Under the load benchmark (10 interleaved runs each), the heartbeat's p99:
+# 4 ms slices ~10+ ms, 2 ms 8.2 ms, 1 ms 6.1 ms (0.5 ms no better); a 1,000-command shell DAG
+# and the 10,000-process throughput run take the same time with 1 ms as with 2.
+LOAD_SLICE_S = 0.001
 # Runs started by one dispatch pass; more wait for the next turn of the loop. Runs made ready by
 # one commit wake together: 200 voice requests started at once ran their first steps (~65 µs
 # each, then their reads) back to back, ~13 ms of frozen loop.
