@@ -271,6 +271,9 @@ def table(result: dict[str, Any]) -> str:
     m, s = result["machine"], result["suite"]
     lines.append(f"\n{m['cores']} cores, Python {m['python']}, SQLite {m['sqlite']}, {m['platform']}; "
                  f"{'quick' if s['quick'] else 'full'} run, medians of {s['repeats']}, {s['wall_s']} s")
+    if s["quick"]:
+        lines.append("Quick sizes are a smoke test; the targets are set for the full sizes (a 200-command "
+                     "DAG, say, is mostly start-up, so its ratio to make means little).")
     if result.get("intake_note"):
         lines.append(result["intake_note"])
     for name, error in s["errors"].items():
