@@ -51,6 +51,7 @@ Part = tuple[str, "str | Style"]
 CellValue = "str | Part | tuple[Part, ...]"
 Row = tuple[Any, ...]
 _CACHE_LIMIT = 4096
+_FRAME_LINES_KEPT = 1024  # whole lines a list keeps (LineFrame): some 25 screens of rows
 
 
 @lru_cache(maxsize=256)
@@ -267,21 +268,26 @@ class RowList(Widget, can_focus=True):
         return self._widths
 
     def _strip(self, key: tuple[Any, ...], make: Callable[[], list[Part]], style: Style, bar: str | None) -> Strip:
-        """A line from the cache, or made once: `bar` is the scrollbar's cell on the right
-        (None: no scrollbar), part of the cached line so it needs no join per frame. Lines are
-        made as segments directly: through rich's Text a line took ~2.5x as long (166 vs 63 µs)."""
+        """A line from the cache, or made once (for a pane that Textual draws whole: see
+        render_lines)."""
         strip = self._strips.get((key, bar))
         if strip is None:
             if len(self._strips) > _CACHE_LIMIT:
                 self._strips = {}
-            room = self._frame[1]
-            # the line's style (background, cursor) under the parts' own colours
-            segments = [Segment(text, style + _style(part_style) if part_style else style)
-                        for text, part_style in make()]
-            strip = Strip(segments).adjust_cell_length(room, style)
-            if bar is not None:
-                strip = Strip([*strip, Segment(" ", self._style(bar))], room + 1)
-            self._strips[(key, bar)] = strip
+            strip = self._strips[(key, bar)] = self._make_strip(make, style, bar)
+        return strip
+
+    def _make_strip(self, make: Callable[[], list[Part]], style: Style, bar: str | None) -> Strip:
+        """A content line: `bar` is the scrollbar's cell on the right (None: no scrollbar).
+        Lines are made as segments directly: through rich's Text a line took ~2.5x as long
+        (166 vs 63 µs)."""
+        room = self._frame[1]
+        # the line's style (background, cursor) under the parts' own colours
+        segments = [Segment(text, style + _style(part_style) if part_style else style)
+                    for text, part_style in make()]
+        strip = Strip(segments).adjust_cell_length(room, style)
+        if bar is not None:
+            strip = Strip([*strip, Segment(" ", self._style(bar))], room + 1)
         return strip
 
     def _row_parts(self, row: Row, plain: bool = False) -> list[Part]:
@@ -335,22 +341,30 @@ class RowList(Widget, can_focus=True):
         return (row, room, chosen), lambda: self._row_parts(row, chosen), "rowlist--cursor" if chosen else "", bar
 
     def render_line(self, y: int) -> Strip:
-        return self._whole_line(y)[1]()
+        key, make, component, bar = self._drawn_line(y)
+        return self._strip(key, make, self._style(component), bar)
 
     def render_lines(self, crop: Region) -> list[Strip]:
         self._measure()
         if self._frame_lines is None or self._frame_lines.size != self.outer_size:
-            self._frame_lines = LineFrame(self, lambda region: super(RowList, self).render_lines(region))
+            self._frame_lines = LineFrame(self, lambda region: super(RowList, self).render_lines(region),
+                                          limit=_FRAME_LINES_KEPT)
         if not self._frame_lines.plain:
             return super().render_lines(crop)
         return self._frame_lines.render(self, crop, self._whole_line)
 
     def _whole_line(self, y: int) -> tuple[Any, Callable[[], Strip]]:
-        """Content line y: what it shows, and how to make it (noted as drawn)."""
-        key, make, component, bar = self._line(y)
+        """Content line y: what it shows, and how to make it. The whole line is what
+        LineFrame keeps: the content alone is not kept as well."""
+        key, make, component, bar = self._drawn_line(y)
+        return (key, bar), lambda: self._make_strip(make, self._style(component), bar)
+
+    def _drawn_line(self, y: int) -> tuple[tuple[Any, ...], Callable[[], list[Part]], str, str | None]:
+        """_line(y), noted as what the screen shows there (see _repaint)."""
+        line = self._line(y)
         if y < len(self._drawn):
-            self._drawn[y] = (key, bar)
-        return (key, bar), lambda: self._strip(key, make, self._style(component), bar)
+            self._drawn[y] = (line[0], line[3])
+        return line
 
     def _repaint(self) -> None:
         """Repaint only the lines whose content changed: a new event at the end of a full log
