@@ -270,7 +270,8 @@ def test_bad_workflow_is_one_clear_line_exit_2_and_changes_nothing(tmp_path, nam
 
 def test_missing_workflow_file_and_bad_arguments(tmp_path):
     result = sb("load", "--db", "t.db", "nope.toml")
-    assert (result.returncode, result.stderr.strip()) == (2, "switchboard: nope.toml: no such workflow file")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "switchboard: nope.toml: no such workflow file, nor a bundled workflow (demo, shell-pipeline)")
     result = sb("run", "--db", "t.db", "--max-concurrent", "many")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     result = sb("frobnicate")
