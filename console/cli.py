@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="PATH", help="database file (env SWITCHBOARD_DB; default in the user data dir)")
-    p.add_argument("--config", metavar="PATH", help="settings TOML (default config/switchboard.toml)")
+    p.add_argument("--config", metavar="PATH", help="settings TOML (default: the bundled switchboard.toml)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -60,7 +60,8 @@ def _add_serve(sub: Any) -> None:
 def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="run the orchestrator headless; events as JSON lines on stdout")
     _common(p)
-    p.add_argument("--workflow", metavar="FILE", help="load this workflow first")
+    p.add_argument("--workflow", metavar="FILE",
+                   help="load this workflow first: a file, or a bundled one by name (demo, shell-pipeline)")
     p.add_argument("--until-idle", action="store_true",
                    help="exit when nothing is queued or running: 0 if every process completed, else 1")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="processes running at once")
@@ -72,7 +73,7 @@ def _add_run(sub: Any) -> None:
 def _add_load(sub: Any) -> None:
     p = sub.add_parser("load", help="register a workflow file's processes and queue them")
     _common(p)
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="a workflow file, or a bundled one by name (demo, shell-pipeline)")
     p.set_defaults(func=cmd_load)
 
 
@@ -223,6 +224,7 @@ def _ensure_data_dir(settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from console import headless
+    from console.bundled import resolve_workflow
     from console.engine.workflow import parse_workflow
 
     engine: dict[str, Any] = {}
@@ -232,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.synchronous:
         store["synchronous"] = args.synchronous
     settings = _settings(args, engine=engine or None, store=store or None)
-    workflow = parse_workflow(args.workflow) if args.workflow else None
+    workflow = parse_workflow(resolve_workflow(args.workflow)) if args.workflow else None
     listener = _listener(settings)
     try:
         _ensure_data_dir(settings)
@@ -279,9 +281,10 @@ def _act(args: argparse.Namespace, kind: str, payload: dict[str, Any], precheck=
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from console.bundled import resolve_workflow
     from console.engine.workflow import parse_workflow
 
-    workflow = parse_workflow(args.file)
+    workflow = parse_workflow(resolve_workflow(args.file))
     return _act(args, "load", workflow.to_json(), precheck=lambda store, s: _precheck(store, s, workflow))
 
 

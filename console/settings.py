@@ -1,7 +1,7 @@
 """Settings: defaults < config TOML < .env < environment < command-line flags.
 
-The config TOML is `config/switchboard.toml` beside the package (or `--config PATH`,
-env `SWITCHBOARD_CONFIG`). Environment variables are `SWITCHBOARD_<NAME>` with `__`
+The config TOML is the bundled `switchboard.toml` (`config/` in a checkout, shipped in the
+package as `console.config`), or `--config PATH`, env `SWITCHBOARD_CONFIG`. Environment variables are `SWITCHBOARD_<NAME>` with `__`
 between nested names, e.g. `SWITCHBOARD_ENGINE__MAX_CONCURRENT=8`.
 
 Every setting is declared once, in the `_Field` tables below. From them come the plain
@@ -23,12 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+from console.bundled import default_config
 from console.model import UserError
-
-PACKAGE_ROOT = Path(__file__).resolve().parent
-# The repository (or sdist) root: config/ and themes/ live beside the package.
-PROJECT_ROOT = PACKAGE_ROOT.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "switchboard.toml"
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
 
@@ -526,7 +522,7 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     """Build the settings; any mistake becomes a UserError naming the setting and value."""
     if config is None:
         env_config = os.environ.get("SWITCHBOARD_CONFIG")
-        config = Path(env_config) if env_config else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+        config = Path(env_config) if env_config else default_config()
         if config is not None and env_config and not config.exists():
             raise UserError(f"SWITCHBOARD_CONFIG={env_config}: no such file")
     elif not Path(config).exists():

@@ -270,7 +270,8 @@ def test_bad_workflow_is_one_clear_line_exit_2_and_changes_nothing(tmp_path, nam
 
 def test_missing_workflow_file_and_bad_arguments(tmp_path):
     result = sb("load", "--db", "t.db", "nope.toml")
-    assert (result.returncode, result.stderr.strip()) == (2, "switchboard: nope.toml: no such workflow file")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "switchboard: nope.toml: no such workflow file, nor a bundled workflow (demo, shell-pipeline)")
     result = sb("run", "--db", "t.db", "--max-concurrent", "many")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     result = sb("frobnicate")
@@ -388,6 +389,31 @@ def test_shell_example_workflow(tmp_path):
     sb("resume", "--db", "t.db", "publish", check=True)
     result = sb("run", "--db", "t.db", "--until-idle")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_bundled_workflow_is_named_without_a_file(tmp_path):
+    # from an installed wheel there is no config/ folder to point at
+    sb("load", "--db", "t.db", "shell-pipeline", check=True)
+    assert "fetch-logs" in states(tmp_path / "t.db")
+    result = sb("run", "--db", "d.db", "--workflow", "demo", "--until-idle", timeout=120,
+                env={"SWITCHBOARD_ENGINE__RETRY_BASE_S": "0.2"})
+    assert result.returncode == 0, result.stderr
+    assert set(states(tmp_path / "d.db")) == {"ingest", "transcribe", "redact", "train", "evaluate", "report"}
+
+
+def test_a_file_wins_over_a_bundled_workflow_of_the_same_name(tmp_path):
+    (tmp_path / "demo").write_text('[[process]]\nid = "mine"\nkind = "shell"\ncommand = ["true"]\n')
+    sb("load", "--db", "t.db", "demo", check=True)
+    assert states(tmp_path / "t.db") == {"mine": "queued"}
+
+
+@pytest.mark.parametrize("command", [["run", "--until-idle", "--workflow"], ["load"]])
+def test_an_unknown_workflow_name_is_one_line_and_writes_nothing(tmp_path, command):
+    result = sb(*command[:1], "--db", "t.db", *command[1:], "nightly")
+    assert result.returncode == 2
+    assert result.stderr == ("switchboard: nightly: no such workflow file, nor a bundled workflow "
+                             "(demo, shell-pipeline)\n")
+    assert not (tmp_path / "t.db").exists()
 
 
 @pytest.mark.parametrize("argv", [

@@ -113,10 +113,10 @@ def test_without_pydantic_is_what_pydantic_settings_makes(tmp_path_factory, in_f
 
 
 def test_the_shipped_config_needs_no_pydantic():
-    toml = S._check_toml(S.DEFAULT_CONFIG)
+    toml = S._check_toml(S.default_config())
     fast = S._settings_without_pydantic(toml, {"db": Path("x.db"), "engine": {"max_concurrent": 3}})
     assert fast is not None
-    assert typed(fast) == typed(through_pydantic(S.DEFAULT_CONFIG, db=Path("x.db"), engine={"max_concurrent": 3}))
+    assert typed(fast) == typed(through_pydantic(S.default_config(), db=Path("x.db"), engine={"max_concurrent": 3}))
 
 
 def test_what_needs_pydantic_settings_goes_there(tmp_path, monkeypatch):

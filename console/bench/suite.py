@@ -2,7 +2,7 @@
 and noisy, and memory must be one scenario's own), repeated, medians quoted, side by side with
 the design it replaces and the tools users would pick instead.
 
-    python -m console.bench [--quick] [--json]     (also `switchboard bench`, `python -m benchmarks`)
+    python -m console.bench [--quick] [--json]     (also `switchboard bench`)
 
 One JSON object with --json; a table with each figure next to its target otherwise."""
 

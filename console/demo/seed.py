@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from console.bundled import workflow_file
 from console.engine.orchestrator import Orchestrator
-from console.settings import PROJECT_ROOT, Settings
+from console.settings import Settings
 
-DEMO_WORKFLOW = PROJECT_ROOT / "config" / "demo.toml"
 PACE_S = 1.0
 SAMPLE_CALLS = [
     ("call-1001", ["Hi, this is Maria Lopez. I was charged twice for my broadband this month.",
@@ -34,8 +34,9 @@ async def seed(engine: Orchestrator) -> None:
 
     import asyncio
 
-    text = await asyncio.to_thread(DEMO_WORKFLOW.read_text)
-    workflow = parse_workflow_text(text, str(DEMO_WORKFLOW), DEMO_WORKFLOW.parent)
+    demo = workflow_file("demo")
+    text = await asyncio.to_thread(demo.read_text, "utf-8")
+    workflow = parse_workflow_text(text, str(demo), demo.parent)
     for p in workflow.processes:  # slow enough to watch: about a minute for the whole night
         p.spec.setdefault("args", {})["pace_s"] = PACE_S
     await engine.load(workflow)

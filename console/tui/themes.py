@@ -1,6 +1,7 @@
 """Console themes as files: one Textual theme per TOML file.
 
-Themes are loaded at start from the repository's ``themes/`` folder and then
+Themes are loaded at start from the bundled themes (the top-level ``themes/`` folder,
+shipped in the package as ``console.themes``) and then
 from the user's themes folder (``$XDG_CONFIG_HOME/switchboard/themes``,
 default ``~/.config/switchboard/themes``); a user theme with the same name
 replaces a bundled one.  They are registered with Textual next to its
@@ -49,8 +50,9 @@ from typing import Any
 from textual.color import Color, ColorParseError
 from textual.theme import BUILTIN_THEMES, Theme
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-THEMES_DIR = REPO_ROOT / "themes"
+from console.bundled import themes_dir
+
+THEMES_DIR = themes_dir()
 
 COLOUR_KEYS: tuple[str, ...] = (
     "primary",
@@ -101,9 +103,9 @@ def user_themes_dir() -> Path:
 
 
 def _display(path: Path) -> str:
-    """The path as shown in messages: relative to the repository when inside it."""
+    """The path as shown in messages: a bundled theme as themes/<file>."""
     try:
-        return Path(path).resolve().relative_to(REPO_ROOT).as_posix()
+        return Path(path).resolve().relative_to(THEMES_DIR.resolve().parent).as_posix()
     except (ValueError, OSError):
         return str(path)
 

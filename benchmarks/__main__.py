@@ -1,5 +1,0 @@
-import sys
-
-from console.bench.suite import main
-
-sys.exit(main())

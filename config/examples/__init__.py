@@ -1,0 +1,1 @@
+"""Example workflows, shipped in the package as ``console.config.examples``."""
