@@ -993,12 +993,12 @@ class Orchestrator:
     # -- commands from other processes -------------------------------------------------------------
 
     async def _watch_external(self) -> None:
-        version = await self.store.data_version()
+        version = await self.store.change_marker()
         await self.process_commands()
         while True:
             await asyncio.sleep(self.config.external_poll_s)
             try:
-                current = await self.store.data_version()
+                current = await self.store.change_marker()
                 if current != version:
                     version = current
                     await self.process_commands()
