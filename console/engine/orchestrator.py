@@ -49,7 +49,7 @@ from console.model import (
     UserError,
 )
 from console.settings import Settings
-from console.store import Command, LeaseHolder, Store, WriteBatch
+from console.store import Command, History, LeaseHolder, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -1070,7 +1070,7 @@ class Orchestrator:
                                self.config.max_concurrent, len(self.requests))
 
 
-async def summarise(store: Store, processes: list[Process], pool_sizes: dict[str, int],
+async def summarise(store: History, processes: list[Process], pool_sizes: dict[str, int],
                     max_concurrent: int, queued: int) -> dict[str, Any]:
     """The orchestrator's status, from processes alone, so observers (the CLI) compute the
     same figures as the owner."""
