@@ -254,6 +254,31 @@ async def test_operator_interruption_waits_then_completes_after_resume(tmp_path,
 
 
 @on_every_adapter
+async def test_an_action_from_another_connection_reaches_the_owner_through_its_inbox(tmp_path, adapter):
+    """The CLI's path: the lease refuses it the database, so the action goes into the inbox;
+    the owner sees the change marker move, carries the action out and answers."""
+    from console.control import act
+    from console.store import open_store
+    from console.store.memory import MemoryStore
+
+    async with running_engine(tmp_path, adapter=adapter, max_concurrent=1) as orch:
+        await orch.load(workflow(py("gate", "wait_gate", gate="g") + py("q", "noop")))
+        await wait_for(lambda: orch.processes["q"].state is State.QUEUED)
+        cli = MemoryStore(orch.store.database) if adapter == "memory" else open_store(orch.store.path)
+        await cli.open()
+        try:
+            status, message = await act(cli, orch.settings, "cancel", {"id": "q"})
+            assert (status, orch.processes["q"].state) == ("done", State.CANCELLED), message
+            assert (await cli.get_process("q")).state is State.CANCELLED
+            status, message = await act(cli, orch.settings, "cancel", {"id": "q"})
+            assert status == "error" and "already cancelled" in message
+        finally:
+            await cli.close()
+        steps.gate("g").set()
+        await orch.run_until_idle()
+
+
+@on_every_adapter
 async def test_cancel_queued_and_resume_cancelled(tmp_path, adapter):
     async with running_engine(tmp_path, adapter=adapter, max_concurrent=1) as orch:
         await orch.load(workflow(py("gate", "wait_gate", gate="g") + py("q", "noop")))

@@ -427,6 +427,8 @@ async def test_turns_are_numbered_per_call_and_calls_keep_their_creation_time(co
     assert call.turns[0] == Turn("c1", "assistant", "two", T0 + 1, "vr1", seq=2)
     assert call.last_turn == call.turns[-1]
     assert [t.seq for t in (await other.get_call("c2")).turns] == [1]
+    bare = await other.get_call("c1", turns=0)
+    assert (bare.turns, bare.turn_count, bare.last_turn) == ([], 3, None)
     assert await other.get_call("nobody") is None
 
 

@@ -126,8 +126,8 @@ class MemoryStore:
     async def write(self, batch: WriteBatch) -> None:
         if batch.empty():
             return
-        self.submitted += 1
         db = self._db()
+        self.submitted += 1
         _check(db, batch)
         _apply(db, batch)
         self._committed()
@@ -252,10 +252,12 @@ class MemoryStore:
         kept_logs = [entry for entry in db.logs if entry[1] >= before]
         pruned_logs = len(db.logs) - len(kept_logs)
         db.logs = kept_logs
-        for cid in [cid for cid, r in db.commands.items()
-                    if r.command.status != "new" and r.handled_at is not None and r.handled_at < before]:
+        old_commands = [cid for cid, r in db.commands.items()
+                        if r.command.status != "new" and r.handled_at is not None and r.handled_at < before]
+        for cid in old_commands:
             del db.commands[cid]
-        self._committed()
+        if old_events or pruned_logs or old_commands:
+            self._committed()
         return len(old_events) + pruned_logs
 
     # -- calls, voice requests, transfers -----------------------------------------------------------

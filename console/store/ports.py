@@ -274,7 +274,8 @@ class CallRecords(Protocol):
     """Calls with their turns, voice requests and transfers (written through WriteBatch)."""
 
     async def get_call(self, call_id: str, turns: int = 50) -> Call | None:
-        """The call with its newest `turns` turns in order, turn_count and last_turn."""
+        """The call with its newest `turns` turns in order, turn_count (all its turns) and
+        last_turn (the newest of those listed: None with `turns` 0)."""
 
     async def list_calls(self, limit: int = 50, offset: int = 0) -> list[Call]:
         """Calls, most recently updated first, each with turn_count and last_turn (no turns)."""
