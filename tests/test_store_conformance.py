@@ -189,11 +189,12 @@ async def test_a_dependency_is_added_once_and_the_first_one_stays(store):
         Dependency("b", "a", DependencyType.DATA, 80.0, 5.0), Dependency("c", "b", DependencyType.RESOURCE, 100.0)]
 
 
-@pytest.mark.parametrize("bad", ["dependency", "request", "checkpoint", "turn", "voice request", "transfer"])
+@pytest.mark.parametrize("bad", ["dependency", "request", "checkpoint", "turn", "voice request", "transfer",
+                                 "event number"])
 async def test_a_batch_referring_to_what_is_not_stored_is_rejected_whole(connect, bad):
     store, other = await connect(), await connect()
-    await store.write(WriteBatch(processes={"a": proc("a")}))
-    batch = WriteBatch(processes={"new": proc("new")}, events=[event(1)], calls={"c1": Call("c1", T0, T0)})
+    await store.write(WriteBatch(processes={"a": proc("a")}, events=[event(1)]))
+    batch = WriteBatch(processes={"new": proc("new")}, events=[event(2)], calls={"c1": Call("c1", T0, T0)})
     if bad == "dependency":
         batch.dependencies.append(Dependency("a", "ghost"))
     elif bad == "request":
@@ -204,14 +205,17 @@ async def test_a_batch_referring_to_what_is_not_stored_is_rejected_whole(connect
         batch.turns.append(Turn("ghost-call", "caller", "hello", T0))
     elif bad == "voice request":
         batch.voice_requests["v"] = VoiceRequest("v", "ghost-call", "v", created_at=T0)
-    else:
+    elif bad == "transfer":
         batch.transfers["t"] = transfer("t", "ghost-call", T0)
+    else:
+        batch.events.append(event(1, "b"))
     with pytest.raises(WriteRejected) as raised:
         await store.write(batch)
     assert isinstance(raised.value, StoreError) and isinstance(raised.value, SwitchboardError)
     for reader in (store, other):  # none of the batch is committed
         assert [p.id for p in await reader.list_processes()] == ["a"]
-        assert await reader.events() == [] and await reader.get_call("c1") is None
+        assert [e.seq for e in await reader.events()] == [1] and await reader.get_call("c1") is None
+        assert (await reader.events())[0].process_id == "a"
     await store.write(WriteBatch(processes={"b": proc("b")}))  # and the store goes on
     assert [p.id for p in await other.list_processes()] == ["a", "b"]
 

@@ -68,7 +68,8 @@ class WriteBatch:
     * checkpoints: upserted by (process, seq); then a process's checkpoints numbered
       CHECKPOINTS_KEPT or more below its newest one in the batch are deleted. The process
       must be stored.
-    * events: added with the numbers the engine gave them (unique, increasing with time).
+    * events: added with the numbers the engine gave them (increasing with time); a number
+      already stored is refused.
     * logs: (process, ts, line), appended.
     * pools: upserted by name.
     * calls: upserted by id; a stored call keeps its created_at, takes the new updated_at.
@@ -230,7 +231,7 @@ class Inbox(Protocol):
 
     async def post_command(self, kind: str, payload: dict[str, Any]) -> int:
         """Add a command (status "new"), committed when this returns; its id is greater than
-        every id given before."""
+        that of every command stored."""
 
     async def new_commands(self) -> list[Command]:
         """The commands not yet answered, by id."""
@@ -265,9 +266,9 @@ class History(Protocol):
 
     async def prune_history(self, before: float, batch_size: int = 5000) -> int:
         """Delete events and log lines older than `before` (never the newest event, which
-        keeps the numbering going) and answered commands handled before it, in transactions
-        of at most `batch_size` rows so writers are not held up. Returns the events and log
-        lines deleted."""
+        keeps the numbering going) and answered commands handled before it; events and log
+        lines in transactions of at most `batch_size` rows, so writers are not held up.
+        Returns the events and log lines deleted."""
 
 
 class CallRecords(Protocol):
