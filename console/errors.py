@@ -3,8 +3,9 @@
 `SwitchboardError` is what a caller catches to tell Switchboard's own refusals from bugs.
 `UserError` (and its subclasses) is a mistake in what the user gave: the front ends print its
 message as one line (exit status 2, or a 4xx over HTTP). `StoreError` is the storage port's:
-an adapter raises a subclass of it, never its database driver's exceptions, so the engine and
-the front ends need not know which database is behind the port.
+for the refusals the ports' contracts name (console/store/ports.py) an adapter raises a subclass
+of it, not its database driver's exception, so the engine and the front ends need not know
+which database is behind the port.
 """
 
 from __future__ import annotations
