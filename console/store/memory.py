@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field, replace
 from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from console.errors import WriteRejected

@@ -21,8 +21,8 @@ never the object that was written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, NamedTuple, Protocol
 
 from console.model import (
