@@ -15,7 +15,7 @@ from typing import Any
 from console.engine.orchestrator import Orchestrator, OwnedElsewhere
 from console.model import State
 from console.settings import Settings
-from console.store import Command, Store
+from console.store import Command, Inbox, ProcessReads, Store
 
 ANSWER_TIMEOUT_S = 10.0
 # A process has settled, for someone waiting on it, in these states — or when interrupted
@@ -121,7 +121,7 @@ async def _run_until_settled(engine: Orchestrator, process_id: str, timeout: flo
     return p.state if p else None
 
 
-async def _poll_settled(store: Store, process_id: str, timeout: float | None) -> State | None:
+async def _poll_settled(store: ProcessReads, process_id: str, timeout: float | None) -> State | None:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         p = await store.get_process(process_id)
@@ -132,7 +132,7 @@ async def _poll_settled(store: Store, process_id: str, timeout: float | None) ->
         await asyncio.sleep(0.1)
 
 
-async def _through_owner(store: Store, kind: str, payload: dict[str, Any], timeout: float,
+async def _through_owner(store: Inbox, kind: str, payload: dict[str, Any], timeout: float,
                          owner_pid: int) -> tuple[str, str]:
     command_id = await store.post_command(kind, payload)
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ from console.app import make_engine
 from console.engine.workflow import Workflow
 from console.model import Event, State
 from console.settings import Settings
-from console.store import Store, open_store
+from console.store import ProcessReads, open_store
 
 
 class JsonLines:
@@ -45,7 +45,7 @@ class JsonLines:
 
 async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
               out: TextIO = sys.stdout, err: TextIO = sys.stderr, listener: socket.socket | None = None,
-              check: Callable[[Store], Awaitable[Any]] | None = None) -> int:
+              check: Callable[[ProcessReads], Awaitable[Any]] | None = None) -> int:
     """`listener`: a bound socket to serve the HTTP intake on (see console.intake). `check`:
     called with the open store before the engine starts (a UserError there writes nothing)."""
     store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from console.errors import Conflict, NotFound, UserError  # noqa: F401 - defined there, imported from here too
+
 # JSON as the store and `switchboard run` write it: compact, anything JSON has no type for as
 # its str(). Built once: json.dumps with options builds a new encoder on every call.
 json_text = json.JSONEncoder(separators=(",", ":"), default=str).encode
@@ -302,18 +304,6 @@ class Event:
         if self.data:
             out["data"] = self.data
         return out
-
-
-class UserError(Exception):
-    """A mistake in what the user gave us: printed as one line, exit status 2."""
-
-
-class NotFound(UserError):
-    """The user named something that does not exist (HTTP 404 at the intake)."""
-
-
-class Conflict(UserError):
-    """The action does not fit the thing's current state (HTTP 409 at the intake)."""
 
 
 class Interrupted(Exception):

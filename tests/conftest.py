@@ -13,7 +13,8 @@ import pytest
 from console.engine.orchestrator import Orchestrator
 from console.engine.workflow import parse_workflow_text
 from console.settings import load_settings
-from console.store import open_store
+from console.store import Store, open_store
+from console.store.memory import MemoryStore
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -65,10 +66,23 @@ def dep(dependent: str, dependency: str, type_: str = "sequential", percent: flo
     return text
 
 
+# The store adapters an engine test can run on (tests/test_store_conformance.py checks that they
+# keep the same contract): "memory" for tests that are about the engine, not the database.
+ADAPTERS = ("memory", "sqlite")
+on_every_adapter = pytest.mark.parametrize("adapter", ADAPTERS)
+
+
+def make_store(adapter: str, settings) -> Store:
+    if adapter == "memory":
+        return MemoryStore(path=str(settings.db_path))
+    return open_store(str(settings.db_path))
+
+
 @contextlib.asynccontextmanager
-async def running_engine(tmp_path: Path, dispatch: bool = True, **engine: Any) -> AsyncIterator[Orchestrator]:
+async def running_engine(tmp_path: Path, dispatch: bool = True, adapter: str = "sqlite",
+                         **engine: Any) -> AsyncIterator[Orchestrator]:
     settings = make_settings(tmp_path, **engine)
-    store = open_store(str(settings.db_path))
+    store = make_store(adapter, settings)
     await store.open()
     orch = Orchestrator(store, settings)
     await orch.start(dispatch=dispatch)

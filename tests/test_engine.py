@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 import steps
-from conftest import dep, py, running_engine, states, wait_for, workflow
+from conftest import dep, on_every_adapter, py, running_engine, states, wait_for, workflow
 from console.model import State, UserError
 
 
@@ -17,8 +17,9 @@ def starts() -> list[str]:
     return [pid for what, pid, _ in steps.RECORD if what == "start"]
 
 
-async def test_priority_order_force_first_then_priority_then_fifo(tmp_path):
-    async with running_engine(tmp_path, max_concurrent=1) as orch:
+@on_every_adapter
+async def test_priority_order_force_first_then_priority_then_fifo(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter, max_concurrent=1) as orch:
         await orch.load(workflow(py("gate", "wait_gate", gate="g")))
         await wait_for(lambda: orch.processes["gate"].state is State.RUNNING)
         text = "".join([
@@ -35,10 +36,11 @@ async def test_priority_order_force_first_then_priority_then_fifo(tmp_path):
     assert starts() == ["gate", "held", "crit1", "high1", "high2", "med1", "low1", "low2"]
 
 
-async def test_every_ready_process_gets_a_free_slot_while_its_registration_commits(tmp_path):
+@on_every_adapter
+async def test_every_ready_process_gets_a_free_slot_while_its_registration_commits(tmp_path, adapter):
     """Twenty placed by one load, twenty slots: the pass that runs while the load commits looks
     past only HOLD_MAX of them for work that could begin sooner, and still starts all twenty."""
-    async with running_engine(tmp_path, max_concurrent=20) as orch:
+    async with running_engine(tmp_path, adapter=adapter, max_concurrent=20) as orch:
         await orch.load(workflow("".join(py(f"g{i}", "wait_gate", gate="twenty") for i in range(20))))
         await wait_for(lambda: all(p.state is State.RUNNING for p in orch.processes.values()), timeout=3)
         steps.gate("twenty").set()
@@ -67,6 +69,7 @@ async def test_a_free_slot_goes_to_work_that_can_start_now_of_the_same_rank(tmp_
     assert starts() == (["d", "y", "x"] if independent == "medium" else ["d", "x", "y"])
 
 
+@on_every_adapter
 @hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     needs=st.lists(
@@ -76,12 +79,12 @@ async def test_a_free_slot_goes_to_work_that_can_start_now_of_the_same_rank(tmp_
     ),
     max_concurrent=st.integers(1, 6),
 )
-def test_pools_are_never_over_subscribed(tmp_path_factory, needs, max_concurrent):
+def test_pools_are_never_over_subscribed(tmp_path_factory, adapter, needs, max_concurrent):
     tmp_path = tmp_path_factory.mktemp("pools")
     sizes = {"cpu_intensive": 2, "io_intensive": 3, "memory_intensive": 1}
 
     async def scenario():
-        async with running_engine(tmp_path, max_concurrent=max_concurrent, resources=sizes) as orch:
+        async with running_engine(tmp_path, adapter=adapter, max_concurrent=max_concurrent, resources=sizes) as orch:
             text = ""
             for i, (pool, amount, seconds) in enumerate(needs):
                 resources = "{}" if pool is None else f"{{ {pool} = {min(amount, sizes[pool])} }}"
@@ -113,8 +116,9 @@ def test_pools_are_never_over_subscribed(tmp_path_factory, needs, max_concurrent
     asyncio.run(scenario())
 
 
-async def test_sequential_waits_for_completion_and_data_starts_at_80_percent(tmp_path):
-    async with running_engine(tmp_path) as orch:
+@on_every_adapter
+async def test_sequential_waits_for_completion_and_data_starts_at_80_percent(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         text = (py("up", "sleep", seconds=0.5, steps=10) + py("seq", "noop") + py("data", "noop")
                 + dep("seq", "up") + dep("data", "up", "data", 80))
         started_at_progress = {}
@@ -132,8 +136,9 @@ async def test_sequential_waits_for_completion_and_data_starts_at_80_percent(tmp
     assert states(orch) == {"up": "completed", "seq": "completed", "data": "completed"}
 
 
-async def test_parallel_runs_together_and_resource_dependency_never_overlaps(tmp_path):
-    async with running_engine(tmp_path, max_concurrent=4) as orch:
+@on_every_adapter
+async def test_parallel_runs_together_and_resource_dependency_never_overlaps(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter, max_concurrent=4) as orch:
         text = (py("a", "sleep", seconds=0.2) + py("b", "sleep", seconds=0.2)
                 + py("x", "sleep", seconds=0.2) + py("y", "sleep", seconds=0.2)
                 + dep("b", "a", "parallel") + dep("y", "x", "resource"))
@@ -147,8 +152,9 @@ async def test_parallel_runs_together_and_resource_dependency_never_overlaps(tmp
     assert not overlap("x", "y")
 
 
-async def test_failed_dependency_blocks_then_restart_in_place_unblocks(tmp_path):
-    async with running_engine(tmp_path) as orch:
+@on_every_adapter
+async def test_failed_dependency_blocks_then_restart_in_place_unblocks(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         text = (py("root", "fail", extra="max_attempts = 2") + py("mid", "noop") + py("leaf", "noop")
                 + dep("mid", "root") + dep("leaf", "mid"))
         await orch.load(workflow(text))
@@ -167,8 +173,9 @@ async def test_failed_dependency_blocks_then_restart_in_place_unblocks(tmp_path)
         assert orch.processes["root"].metrics.resumes_failed == 2
 
 
-async def test_cancelled_dependency_blocks_dependents(tmp_path):
-    async with running_engine(tmp_path) as orch:
+@on_every_adapter
+async def test_cancelled_dependency_blocks_dependents(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         await orch.load(workflow(py("a", "wait_gate", gate="never") + py("b", "noop") + dep("b", "a")))
         await wait_for(lambda: orch.processes["a"].state is State.RUNNING)
         assert await orch.cancel("a") == "a: cancelled"
@@ -177,8 +184,9 @@ async def test_cancelled_dependency_blocks_dependents(tmp_path):
         assert orch.processes["a"].interruption.type.value == "operator"
 
 
-async def test_dependency_timeout_blocks(tmp_path):
-    async with running_engine(tmp_path) as orch:
+@on_every_adapter
+async def test_dependency_timeout_blocks(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         text = (py("slow", "noop", extra="hold = true") + py("b", "noop")
                 + dep("b", "slow", timeout=0.3 / 60))
         await orch.load(workflow(text))
@@ -188,9 +196,10 @@ async def test_dependency_timeout_blocks(tmp_path):
         assert orch.processes["b"].reason == "dependency slow timed out after 0.005 min"
 
 
-def test_cycles_are_refused_naming_the_cycle(tmp_path):
+@on_every_adapter
+def test_cycles_are_refused_naming_the_cycle(tmp_path, adapter):
     async def scenario():
-        async with running_engine(tmp_path) as orch:
+        async with running_engine(tmp_path, adapter=adapter) as orch:
             text = (py("a", "noop") + py("b", "noop") + py("c", "noop")
                     + dep("b", "a") + dep("c", "b") + dep("a", "c", "data", 50))
             with pytest.raises(UserError, match=r"test.toml: dependency cycle refused: (a → c → b → a|b → a → c → b|c → b → a → c)"):
@@ -199,8 +208,9 @@ def test_cycles_are_refused_naming_the_cycle(tmp_path):
     asyncio.run(scenario())
 
 
-async def test_interruptions_retry_with_backoff_and_honour_retry_at(tmp_path):
-    async with running_engine(tmp_path, retry_base_s=0.05) as orch:
+@on_every_adapter
+async def test_interruptions_retry_with_backoff_and_honour_retry_at(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter, retry_base_s=0.05) as orch:
         text = py("limited", "flaky", retry_in=0.4, type="rate_limited") + py("blip", "flaky", failures=2)
         t0 = time.monotonic()
         await orch.load(workflow(text))
@@ -216,8 +226,9 @@ async def test_interruptions_retry_with_backoff_and_honour_retry_at(tmp_path):
     assert orch.processes["blip"].metrics.interruptions == 2
 
 
-async def test_errors_retry_until_max_attempts_then_fail_and_permanent_failure_is_not_retried(tmp_path):
-    async with running_engine(tmp_path) as orch:
+@on_every_adapter
+async def test_errors_retry_until_max_attempts_then_fail_and_permanent_failure_is_not_retried(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         await orch.load(workflow(py("bad", "fail", extra="max_attempts = 3") + py("key", "fail_permanently")))
         await orch.run_until_idle()
         assert orch.processes["bad"].state is State.FAILED and orch.processes["bad"].attempt == 3
@@ -227,9 +238,10 @@ async def test_errors_retry_until_max_attempts_then_fail_and_permanent_failure_i
         assert any("RuntimeError: boom" in line for _, line in log)  # the traceback is kept
 
 
-async def test_operator_interruption_waits_then_completes_after_resume(tmp_path):
+@on_every_adapter
+async def test_operator_interruption_waits_then_completes_after_resume(tmp_path, adapter):
     flag = tmp_path / "key-configured"
-    async with running_engine(tmp_path) as orch:
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         await orch.load(workflow(py("v", "needs_operator", flag=str(flag))))
         await orch.run_until_idle()  # interrupted(no_provider) counts as idle: no timer retry
         p = orch.processes["v"]
@@ -241,8 +253,34 @@ async def test_operator_interruption_waits_then_completes_after_resume(tmp_path)
         assert p.state is State.COMPLETED
 
 
-async def test_cancel_queued_and_resume_cancelled(tmp_path):
-    async with running_engine(tmp_path, max_concurrent=1) as orch:
+@on_every_adapter
+async def test_an_action_from_another_connection_reaches_the_owner_through_its_inbox(tmp_path, adapter):
+    """The CLI's path: the lease refuses it the database, so the action goes into the inbox;
+    the owner sees the change marker move, carries the action out and answers."""
+    from console.control import act
+    from console.store import open_store
+    from console.store.memory import MemoryStore
+
+    async with running_engine(tmp_path, adapter=adapter, max_concurrent=1) as orch:
+        await orch.load(workflow(py("gate", "wait_gate", gate="g") + py("q", "noop")))
+        await wait_for(lambda: orch.processes["q"].state is State.QUEUED)
+        cli = MemoryStore(orch.store.database) if adapter == "memory" else open_store(orch.store.path)
+        await cli.open()
+        try:
+            status, message = await act(cli, orch.settings, "cancel", {"id": "q"})
+            assert (status, orch.processes["q"].state) == ("done", State.CANCELLED), message
+            assert (await cli.get_process("q")).state is State.CANCELLED
+            status, message = await act(cli, orch.settings, "cancel", {"id": "q"})
+            assert status == "error" and "already cancelled" in message
+        finally:
+            await cli.close()
+        steps.gate("g").set()
+        await orch.run_until_idle()
+
+
+@on_every_adapter
+async def test_cancel_queued_and_resume_cancelled(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter, max_concurrent=1) as orch:
         await orch.load(workflow(py("gate", "wait_gate", gate="g") + py("q", "noop")))
         await wait_for(lambda: orch.processes["gate"].state is State.RUNNING)
         assert orch.processes["q"].state is State.QUEUED
@@ -260,7 +298,8 @@ async def test_cancel_queued_and_resume_cancelled(tmp_path):
             await orch.resume("nope")
 
 
-async def test_cancel_running_shell_kills_the_subprocess(tmp_path):
+@on_every_adapter
+async def test_cancel_running_shell_kills_the_subprocess(tmp_path, adapter):
     pidfile = tmp_path / "child.pid"
     text = f'''
 [[process]]
@@ -268,7 +307,7 @@ id = "long"
 kind = "shell"
 command = ["sh", "-c", "echo $$ > {pidfile}; exec sleep 30"]
 '''
-    async with running_engine(tmp_path, cancel_grace_s=0.5) as orch:
+    async with running_engine(tmp_path, adapter=adapter, cancel_grace_s=0.5) as orch:
         await orch.load(workflow(text))
         await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
         child = int(pidfile.read_text())
@@ -281,7 +320,8 @@ command = ["sh", "-c", "echo $$ > {pidfile}; exec sleep 30"]
             os.kill(child, 0)
 
 
-async def test_shell_protocol_checkpoint_env_and_exit_codes(tmp_path):
+@on_every_adapter
+async def test_shell_protocol_checkpoint_env_and_exit_codes(tmp_path, adapter):
     out = tmp_path / "seen.txt"
     text = f'''
 [[process]]
@@ -290,7 +330,7 @@ kind = "shell"
 shell = true
 command = "echo attempt=$SWITCHBOARD_ATTEMPT cp=$SWITCHBOARD_CHECKPOINT >> {out}; echo '::progress 40'; echo '::checkpoint {{\\"step\\": 2}}'; echo hi; echo oops >&2; [ $SWITCHBOARD_ATTEMPT -ge 2 ] || exit 75"
 '''
-    async with running_engine(tmp_path) as orch:
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         await orch.load(workflow(text))
         await orch.run_until_idle()
         assert orch.processes["s"].state is State.COMPLETED
@@ -302,9 +342,10 @@ command = "echo attempt=$SWITCHBOARD_ATTEMPT cp=$SWITCHBOARD_CHECKPOINT >> {out}
         assert "hi" in logged and "oops" in logged
 
 
-async def test_loading_is_idempotent_and_hold_stays_pending(tmp_path):
+@on_every_adapter
+async def test_loading_is_idempotent_and_hold_stays_pending(tmp_path, adapter):
     text = py("a", "noop") + py("h", "noop", extra="hold = true") + dep("h", "a")
-    async with running_engine(tmp_path) as orch:
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         first = await orch.load(workflow(text))
         await orch.run_until_idle()
         second = await orch.load(workflow(text))
@@ -315,8 +356,9 @@ async def test_loading_is_idempotent_and_hold_stays_pending(tmp_path):
     assert states(orch) == {"a": "completed", "h": "pending"}
 
 
-async def test_unknown_pool_and_unknown_process_are_refused_whole(tmp_path):
-    async with running_engine(tmp_path) as orch:
+@on_every_adapter
+async def test_unknown_pool_and_unknown_process_are_refused_whole(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         with pytest.raises(UserError, match=r"process 'a': field 'resources': unknown pool 'gpu'"):
             await orch.load(workflow(py("a", "noop", resources="{ gpu = 1 }")))
         with pytest.raises(UserError, match=r"field 'dependency': unknown process 'ghost'"):
@@ -327,8 +369,9 @@ async def test_unknown_pool_and_unknown_process_are_refused_whole(tmp_path):
         assert await orch.store.events() == []
 
 
-async def test_metrics_and_status(tmp_path):
-    async with running_engine(tmp_path) as orch:
+@on_every_adapter
+async def test_metrics_and_status(tmp_path, adapter):
+    async with running_engine(tmp_path, adapter=adapter) as orch:
         await orch.load(workflow(py("f", "flaky") + py("n", "noop")))
         await orch.run_until_idle()
         m = orch.processes["f"].metrics

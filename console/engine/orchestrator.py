@@ -49,7 +49,7 @@ from console.model import (
     UserError,
 )
 from console.settings import Settings
-from console.store import Command, LeaseHolder, Store, WriteBatch
+from console.store import Command, History, LeaseHolder, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -993,12 +993,12 @@ class Orchestrator:
     # -- commands from other processes -------------------------------------------------------------
 
     async def _watch_external(self) -> None:
-        version = await self.store.data_version()
+        version = await self.store.change_marker()
         await self.process_commands()
         while True:
             await asyncio.sleep(self.config.external_poll_s)
             try:
-                current = await self.store.data_version()
+                current = await self.store.change_marker()
                 if current != version:
                     version = current
                     await self.process_commands()
@@ -1070,7 +1070,7 @@ class Orchestrator:
                                self.config.max_concurrent, len(self.requests))
 
 
-async def summarise(store: Store, processes: list[Process], pool_sizes: dict[str, int],
+async def summarise(store: History, processes: list[Process], pool_sizes: dict[str, int],
                     max_concurrent: int, queued: int) -> dict[str, Any]:
     """The orchestrator's status, from processes alone, so observers (the CLI) compute the
     same figures as the owner."""

@@ -15,6 +15,7 @@ from typing import Any, Callable, Generator, Iterable, Iterator
 
 import aiosqlite
 
+from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable, WriteRejected
 from console.model import (
     Call,
     Checkpoint,
@@ -32,15 +33,12 @@ from console.model import (
     Transfer,
     TransferStatus,
     Turn,
-    UserError,
     VoiceRequest,
 )
-from console.store import Command, LeaseHolder, Snapshot, VoiceLine, WriteBatch
+from console.store import CHECKPOINTS_KEPT, Command, LeaseHolder, Snapshot, VoiceLine, WriteBatch
 from console.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS_KEPT = 20  # per process; older ones are pruned as new ones arrive
 
 # WAL checkpoints (see SqliteStore._checkpoints): in the background once writes pause for
 # CHECKPOINT_QUIET_S; by the writer itself, after a commit, only once the WAL has grown past
@@ -164,6 +162,12 @@ def _event_from(row: sqlite3.Row) -> Event:
     )
 
 
+def _rejected(e: sqlite3.IntegrityError) -> WriteRejected:
+    rejected = WriteRejected(f"the write broke an integrity rule ({e}); none of it was committed")
+    rejected.__cause__ = e
+    return rejected
+
+
 class _Commit(asyncio.Future):
     """A group commit's completion, shared by every write in the batch and by the work waiting
     for it (`barrier`). It cannot be cancelled: a waiter being cancelled must not cancel what
@@ -204,12 +208,12 @@ class SqliteStore:
     async def open(self) -> None:
         path = Path(self.path)
         if not path.parent.is_dir():
-            raise UserError(f"{path.parent}: the database's folder does not exist")
+            raise StoreUnavailable(f"{path.parent}: the database's folder does not exist")
         # Create the file ourselves so it is private (0600); SQLite gives -wal/-shm the same mode.
         try:
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         except OSError as e:
-            raise UserError(f"{path}: cannot open database: {e.strerror}") from None
+            raise StoreUnavailable(f"{path}: cannot open database: {e.strerror}") from None
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         try:
@@ -222,14 +226,14 @@ class SqliteStore:
             await self._db.close()
             self._db = None
             if isinstance(e, sqlite3.DatabaseError):
-                raise UserError(f"{path}: not a Switchboard database ({e})") from None
+                raise NotADatabase(f"{path}: not a Switchboard database ({e})") from None
             raise
 
     async def _migrate(self) -> None:
         db = self._require()
         version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
         if version > SCHEMA_VERSION:
-            raise UserError(
+            raise SchemaTooNew(
                 f"{self.path}: database schema v{version} is newer than this Switchboard (v{SCHEMA_VERSION})"
             )
         for number in range(version, SCHEMA_VERSION):
@@ -295,6 +299,8 @@ class SqliteStore:
             try:
                 await self._apply(batch, done, self._inflight_upto)
             except BaseException as e:  # noqa: BLE001 - handed to every waiter
+                if isinstance(e, sqlite3.IntegrityError):  # the port's error, not the driver's
+                    e = _rejected(e)
                 if done is not None and not done.done():
                     done.set_exception(e)
                     done.exception()  # mark retrieved: a waiter may have gone
@@ -453,9 +459,12 @@ class SqliteStore:
         rows = await self._require().execute_fetchall("SELECT * FROM resume_requests ORDER BY seq")
         return [_request_from(r) for r in rows]
 
-    async def data_version(self) -> int:
+    async def change_marker(self) -> int:
+        """PRAGMA data_version: it changes when another connection commits."""
         rows = await self._require().execute_fetchall("PRAGMA data_version")
         return rows[0][0]
+
+    data_version = change_marker  # the name callers used before the ports
 
     # -- inbox ------------------------------------------------------------------------------
 
@@ -535,9 +544,11 @@ class SqliteStore:
         total = 0
         # Events are numbered in time order and have no index on ts: each batch looks at the
         # oldest `batch_size` only, so a history with nothing to delete costs one short read.
+        # The newest event stays: the engine numbers on from it after a restart.
         statements = (
             "DELETE FROM events WHERE seq IN "
-            "(SELECT seq FROM (SELECT seq, ts FROM events ORDER BY seq LIMIT ?2) WHERE ts < ?1)",
+            "(SELECT seq FROM (SELECT seq, ts FROM events ORDER BY seq LIMIT ?2) WHERE ts < ?1 "
+            "AND seq < (SELECT MAX(seq) FROM events))",
             "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts < ?1 LIMIT ?2)",
         )
         for sql in statements:

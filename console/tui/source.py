@@ -93,7 +93,7 @@ class StoreSource(Source):
 
     async def refresh(self) -> bool:
         """Reload if another process changed the database. Returns whether it did."""
-        version = await self.store.data_version()
+        version = await self.store.change_marker()
         if version == self._version:
             return False
         self._version = version

@@ -31,7 +31,7 @@ from console.model import (
     UserError,
     VoiceRequest,
 )
-from console.store import WriteBatch
+from console.store import CallRecords, WriteBatch
 
 if TYPE_CHECKING:
     from console.voice.gateway import GroqGateway
@@ -86,7 +86,7 @@ def check_transfer_input(call_id: Any, from_agent: Any, to_agent: Any) -> None:
 class CallCenter:
     def __init__(self, orchestrator: Orchestrator):
         self.engine = orchestrator
-        self.store = orchestrator.store
+        self.store: CallRecords = orchestrator.store  # writes go through the engine's commits
         self.settings = orchestrator.settings
         # transfers not yet final, by process id: the live objects the transfer kind updates
         self.transfers: dict[str, Transfer] = {}
