@@ -70,6 +70,8 @@ def _age(ts: float | None, now: float) -> str:
     if not ts:
         return "—"
     s = max(0, int(now - ts))
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
     return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
