@@ -138,32 +138,38 @@ class HeaderBar(Widget):
         return self._frame_lines.render(self, crop, lambda y: ((self._version, y), lambda: self.render_line(y)))
 
     def _fitted(self, width: int, base: Style, label: Style, spark: Style) -> Strip:
-        """The line, as much of it as `width` holds (see the class's doc)."""
-
-        def counts(gap: str) -> list[Segment]:
-            return [part for n, state, style in self.counts
+        """The line, as much of it as `width` holds (see the class's doc). The layout is
+        chosen by the texts' lengths; only its segments are made."""
+        names = (" done/min ", " lag ")
+        trends = (self.done, self.lag)
+        full = [len(name) + cell_len(line) + 1 + len(figure) for name, (line, figure) in zip(names, trends)]
+        short = [len(name) + len(figure) for name, (_, figure) in zip(names, trends)]
+        counted = sum(len(str(n)) + 1 + len(state) for n, state, _ in self.counts)
+        wide, tight = counted + 2 * len(self.counts), counted + len(self.counts)
+        # (gap between counts, the trends shown: 2 with sparklines, 1 figures only, the lag's alone, none)
+        for gap, shown, right in (("  ", 2, sum(full)), ("  ", 1, sum(short)), (" ", 1, sum(short)),
+                                  (" ", 0, short[1]), (" ", -1, 0)):
+            if (wide if gap == "  " else tight) <= width - right:
+                break
+        else:
+            gap, shown, right = " ", -1, 0
+        segments = [part for n, state, style in self.counts
                     for part in (Segment(f"{n} ", base + _BOLD), Segment(f"{state}{gap}", base + style))]
-
-        def trend(name: str, values: tuple[str, str], with_spark: bool) -> list[Segment]:
-            spark_text, figure = values
-            if with_spark:
-                return [Segment(f" {name} ", label), Segment(f"{spark_text} {figure}", spark)]
-            return [Segment(f" {name} ", label), Segment(figure.strip().ljust(len(figure)), spark)]
-
-        wide, tight = counts("  "), counts(" ")
-        done_full, lag_full = trend("done/min", self.done, True), trend("lag", self.lag, True)
-        done_short, lag_short = trend("done/min", self.done, False), trend("lag", self.lag, False)
-        for left, right in ((wide, done_full + lag_full), (wide, done_short + lag_short),
-                            (tight, done_short + lag_short), (tight, lag_short), (tight, [])):
-            room = width - sum(cell_len(t.text) for t in right)
-            if sum(cell_len(t.text) for t in left) <= room:
-                return Strip([*Strip(left).adjust_cell_length(room, base), *right]).adjust_cell_length(width, base)
-        cut = list(Strip(tight).crop(0, max(0, width - 1)))  # the counts alone do not fit: cut, and say so
-        while cut and not cut[-1].text.strip():
-            cut.pop()
-        if cut:
-            cut[-1] = Segment(cut[-1].text.rstrip(), cut[-1].style)
-        return Strip([*cut, Segment("…", base)]).adjust_cell_length(width, base)
+        room = width - right
+        if (wide if gap == "  " else tight) > room:  # the counts alone do not fit: cut, and say so
+            segments = list(Strip(segments).crop(0, max(0, room - 1)))
+            while segments and not segments[-1].text.strip():
+                segments.pop()
+            if segments:
+                segments[-1] = Segment(segments[-1].text.rstrip(), segments[-1].style)
+            segments.append(Segment("…", base))
+        line = list(Strip(segments).adjust_cell_length(room, base))
+        for index, (name, (spark_text, figure)) in enumerate(zip(names, trends)):
+            if shown == 2:
+                line += [Segment(name, label), Segment(f"{spark_text} {figure}", spark)]
+            elif shown == 1 or (shown == 0 and index == 1):
+                line += [Segment(name, label), Segment(figure.strip().ljust(len(figure)), spark)]
+        return Strip(line).adjust_cell_length(width, base)
 
     def _styles(self) -> tuple[Style, Style, Style]:
         # kept until the style changes: Textual's refresh() forgets its own, and working them
