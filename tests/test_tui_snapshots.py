@@ -143,6 +143,13 @@ def test_main_screen(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=settle)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+def test_main_screen_size(snap_compare, size):
+    """Narrow: the lower panes one at a time, the keys and status closer; wide: ids as wide
+    as the ids, the rest to the reasons and messages."""
+    assert snap_compare(make_app(), terminal_size=size, run_before=settle)
+
+
 @pytest.mark.parametrize("theme", ["switchboard-dark", "switchboard-light", "switchboard-high-contrast",
                                    "textual-dark", "ansi-dark"])
 def test_main_screen_theme(snap_compare, theme):

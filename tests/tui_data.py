@@ -81,8 +81,10 @@ async def build_async(db: Path, data_dir: Path) -> None:
     center_module._new_id = lambda prefix: f"{prefix}-{next(counter):04d}"
 
     async def go() -> None:
+        # one process at a time: `train` may start once `ingest` is at 80%, and side by side the
+        # two interleaved their events by timing (ingest's completion before or after train's failure)
         settings = load_settings(db=db, data_dir=data_dir, groq_api_key=None,
-                                 groq_base_url="http://127.0.0.1:9")
+                                 groq_base_url="http://127.0.0.1:9", engine={"max_concurrent": 1})
         store = open_store(str(db))
         await store.open()
         engine = make_engine(store, settings)

@@ -25,7 +25,6 @@ from rich.style import Style
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.geometry import Region
 from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
@@ -34,9 +33,10 @@ from textual.widgets import Input
 
 from console.model import Event, Process, State, UserError
 from console.settings import Settings
+from console.tui.deck import BREAKPOINTS, PaneDeck
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
-from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, literal, progress_cell, sparkline
+from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, progress_cell, sparkline
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ EVENTS_KEPT = 10_000
 SPARK_POINTS = 10  # the header's trends: 10 minutes of completions, 100 s of loop lateness
 STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
 KIND_LABELS = {"python": "py", "shell": "sh", "voice": "voice", "transfer": "xfer"}  # the queue's KIND column
+PRIORITY_LABELS = {"critical": "crit", "high": "high", "medium": "med", "low": "low"}  # the queue's PRI column
+PANE_ORDER = ("queue", "active", "graph", "calls", "events")  # as tab moves the focus
+PANE_TITLES = {"queue": ("Queue", "Queue"), "active": ("Active resumes", "Active"),  # (title, name in tabs)
+               "graph": ("Dependencies", "Dependencies"), "calls": ("Calls & transfers", "Calls"),
+               "events": ("Events", "Events")}
 ACTIVE_BAR_WIDTH = 14
 STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its base colours
     "running": "primary", "queued": "foreground", "waiting": "secondary", "completed": "success",
@@ -65,6 +70,8 @@ def _age(ts: float | None, now: float) -> str:
     if not ts:
         return "—"
     s = max(0, int(now - ts))
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
     return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
@@ -74,7 +81,11 @@ class HeaderBar(Widget):
     container, two labels, three lines), every frame that touched the top of the screen
     walked six through Textual's compositor; as a `render()` returning Text, each change cost
     ~1.3 ms of a frame turning the Text into Textual's content and back into segments (the
-    counts change with nearly every refresh under load); made as segments, ~0.1 ms."""
+    counts change with nearly every refresh under load); made as segments, ~0.1 ms.
+
+    A narrow line gives up what matters least first: the sparklines (their figures stay),
+    then the double spaces between the counts, then the completions, then the lateness; the
+    counts are cut only when nothing else is left."""
 
     DEFAULT_CSS = """
     HeaderBar { height: 1; dock: top; background: $panel; padding: 0 1; }
@@ -82,24 +93,23 @@ class HeaderBar(Widget):
     HeaderBar > .headerbar--spark { color: $accent; }
     """
     COMPONENT_CLASSES = {"headerbar--label", "headerbar--spark"}
-    DONE_WIDTH, LAG_WIDTH = 15, 17  # fixed: a trend that changes never moves the rest
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.counts: list[tuple[str, Style]] = []  # (text, style) parts
-        self.done = ""
-        self.lag = ""
+        self.counts: list[tuple[int, str, Style]] = []  # (how many, state, the state's style)
+        self.done = ("", "")  # (sparkline, figure), each of a fixed width: a change never moves the rest
+        self.lag = ("", "")
         self._line: Strip | None = None  # made once per change (and per width, per theme)
         self._version = 0  # of what the line shows: the key of the whole line (LineFrame)
         self._frame_lines: LineFrame | None = None
         self._style_parts: tuple[Style, Style, Style] | None = None  # base, label, spark
 
-    def set_counts(self, counts: list[tuple[str, Style]]) -> None:
+    def set_counts(self, counts: list[tuple[int, str, Style]]) -> None:
         if counts != self.counts:
             self.counts = counts
             self._changed()
 
-    def set_trends(self, done: str, lag: str) -> None:
+    def set_trends(self, done: tuple[str, str], lag: tuple[str, str]) -> None:
         if (done, lag) != (self.done, self.lag):
             self.done, self.lag = done, lag
             self._changed()
@@ -127,6 +137,40 @@ class HeaderBar(Widget):
             return super().render_lines(crop)
         return self._frame_lines.render(self, crop, lambda y: ((self._version, y), lambda: self.render_line(y)))
 
+    def _fitted(self, width: int, base: Style, label: Style, spark: Style) -> Strip:
+        """The line, as much of it as `width` holds (see the class's doc). The layout is
+        chosen by the texts' lengths; only its segments are made."""
+        names = (" done/min ", " lag ")
+        trends = (self.done, self.lag)
+        full = [len(name) + cell_len(line) + 1 + len(figure) for name, (line, figure) in zip(names, trends)]
+        short = [len(name) + len(figure) for name, (_, figure) in zip(names, trends)]
+        counted = sum(len(str(n)) + 1 + len(state) for n, state, _ in self.counts)
+        wide, tight = counted + 2 * len(self.counts), counted + len(self.counts)
+        # (gap between counts, the trends shown: 2 with sparklines, 1 figures only, the lag's alone, none)
+        for gap, shown, right in (("  ", 2, sum(full)), ("  ", 1, sum(short)), (" ", 1, sum(short)),
+                                  (" ", 0, short[1]), (" ", -1, 0)):
+            if (wide if gap == "  " else tight) <= width - right:
+                break
+        else:
+            gap, shown, right = " ", -1, 0
+        segments = [part for n, state, style in self.counts
+                    for part in (Segment(f"{n} ", base + _BOLD), Segment(f"{state}{gap}", base + style))]
+        room = width - right
+        if (wide if gap == "  " else tight) > room:  # the counts alone do not fit: cut, and say so
+            segments = list(Strip(segments).crop(0, max(0, room - 1)))
+            while segments and not segments[-1].text.strip():
+                segments.pop()
+            if segments:
+                segments[-1] = Segment(segments[-1].text.rstrip(), segments[-1].style)
+            segments.append(Segment("…", base))
+        line = list(Strip(segments).adjust_cell_length(room, base))
+        for index, (name, (spark_text, figure)) in enumerate(zip(names, trends)):
+            if shown == 2:
+                line += [Segment(name, label), Segment(f"{spark_text} {figure}", spark)]
+            elif shown == 1 or (shown == 0 and index == 1):
+                line += [Segment(name, label), Segment(figure.strip().ljust(len(figure)), spark)]
+        return Strip(line).adjust_cell_length(width, base)
+
     def _styles(self) -> tuple[Style, Style, Style]:
         # kept until the style changes: Textual's refresh() forgets its own, and working them
         # out again took ~0.3 ms of each change
@@ -142,25 +186,14 @@ class HeaderBar(Widget):
         if y:
             return Strip.blank(width, base)
         if self._line is None:
-            trends = [Segment(" done/min ", label), Segment(self.done.ljust(self.DONE_WIDTH), spark),
-                      Segment(" lag ", label), Segment(self.lag.ljust(self.LAG_WIDTH), spark)]
-            room = max(0, width - sum(cell_len(t.text) for t in trends))
-            counts = [Segment(text, base + style) for text, style in self.counts]
-            if sum(cell_len(t.text) for t in counts) > room:  # cut, and say so
-                counts = list(Strip(counts).crop(0, max(0, room - 1)))
-                while counts and not counts[-1].text.strip():
-                    counts.pop()
-                if counts:
-                    counts[-1] = Segment(counts[-1].text.rstrip(), counts[-1].style)
-                counts.append(Segment("…", base))
-            line = Strip(counts).adjust_cell_length(room, base)
-            self._line = Strip([*line, *trends]).adjust_cell_length(width, base)
+            self._line = self._fitted(width, base, label, spark)
         return self._line
 
 
 class SwitchboardApp(App[None]):
     TITLE = "Switchboard"
     CSS_PATH = "app.tcss"
+    HORIZONTAL_BREAKPOINTS = BREAKPOINTS  # -narrow / -wide on the screen: see PaneDeck
     # The keys that act on the lists are priority bindings: the app runs them as the key
     # arrives, before it forwards the next keys to the focused widget. As ordinary bindings
     # they ran only once the key had bubbled back up from the list, by which time keys typed
@@ -235,31 +268,34 @@ class SwitchboardApp(App[None]):
         # Each list draws its pane's border and title itself: a container per pane was one more
         # widget for Textual's compositor to walk in every frame that touched its lines.
         # The queue is the operator's main list and its "why it waits" is long: full width.
-        yield RowList([Column("PRI", 4), Column("PROCESS", 18), Column("KIND", 5), Column("STATE", 11),
-                       Column("WHY IT WAITS", 0), Column("TRY", 4), Column("AGE", 6)],
+        # Ids are sized to the ids shown and cut last; the columns that matter least are
+        # dropped first (`drop`) when the pane is narrow.
+        yield RowList([Column("PRI", 4), Column("PROCESS", 0, fit=_process_id), Column("KIND", 5, drop=1),
+                       Column("STATE", 11), Column("WHY IT WAITS", 0), Column("TRY", 4, drop=2), Column("AGE", 6)],
                       self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue", classes="pane")
-        with Horizontal(id="middle"):
-            yield RowList([Column("PROCESS", 0), Column("PROGRESS", ACTIVE_BAR_WIDTH), Column("STAGE", 12),
-                           Column("ELAPSED", 7), Column("HOLDS", 6)],
-                          self._active_row, key=lambda p: p.id, empty="nothing running", id="active", classes="pane")
-            yield RowList([Column("PROCESS", 0), Column("EDGE", 17), Column("STATE", 11)],
-                          self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph",
-                          classes="pane")
-        with Horizontal(id="bottom"):
-            yield RowList([Column("CALL · WORK", 20), Column("STATUS", 11), Column("LATEST", 0)],
-                          self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls", classes="pane")
-            yield RowList([Column("TIME", 8), Column("PROCESS", 14), Column("EVENT", 11), Column("MESSAGE", 0)],
-                          self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
-                          id="events", classes="pane")
+        yield PaneDeck(
+            RowList([Column("PROCESS", 0, fit=_process_id), Column("PROGRESS", ACTIVE_BAR_WIDTH),
+                     Column("STAGE", 12, drop=2), Column("ELAPSED", 7), Column("HOLDS", 6, drop=1)],
+                    self._active_row, key=lambda p: p.id, empty="nothing running", id="active", classes="pane"),
+            RowList([Column("PROCESS", 0, fit=lambda r: r[0] + r[1]), Column("EDGE", 17), Column("STATE", 11)],
+                    self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph",
+                    classes="pane"),
+            RowList([Column("CALL · WORK", 0, fit=lambda r: r[0]), Column("STATUS", 11), Column("LATEST", 0)],
+                    self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls", classes="pane"),
+            RowList([Column("TIME", 8, drop=1), Column("PROCESS", 0, fit=lambda e: e.process_id or ""),
+                     Column("EVENT", 11), Column("MESSAGE", 0)],
+                    self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
+                    id="events", classes="pane"),
+            id="lower")
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
-        titles = {"queue": "Queue", "active": "Active resumes", "graph": "Dependencies",
-                  "calls": "Calls & transfers", "events": "Events"}
-        for pane_id, title in titles.items():
-            self.query_one(f"#{pane_id}").border_title = title
+        self.query_one("#queue").border_title = PANE_TITLES["queue"][0]
+        deck = self.query_one(PaneDeck)
+        for pane_id in PANE_ORDER[1:]:
+            deck.set_title(pane_id, *PANE_TITLES[pane_id])
         self.query_one("#filter", Input).display = False
         if self.settings.tui.keymap:
             self.set_keymap(self.settings.tui.keymap)
@@ -511,7 +547,7 @@ class SwitchboardApp(App[None]):
         if req is not None and req.force_immediate:
             why = "forced · " + why
         age = _age(req.requested_at if req else p.updated_at, now)
-        return (p.priority.value[:4], p.id, KIND_LABELS.get(p.kind, p.kind),
+        return (PRIORITY_LABELS.get(p.priority.value, p.priority.value), p.id, KIND_LABELS.get(p.kind, p.kind),
                 (p.state.value, self._state_style(p.state.value)), why, f"{p.attempt}/{p.max_attempts}", age)
 
     def _active_row(self, p: Process) -> Row:
@@ -554,8 +590,8 @@ class SwitchboardApp(App[None]):
             rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
                     + [("↓ ", d.dependent, _edge_label(d)) for d in src.graph.downstream(pid)])
         self._set("graph", rows)
-        pane = self.query_one("#graph")
-        pane.border_title = "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
+        self.query_one(PaneDeck).set_title(
+            "graph", "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)")
 
     def _state_of(self, pid: str) -> str:
         p = self.source.processes.get(pid) if self.source else None
@@ -597,12 +633,9 @@ class SwitchboardApp(App[None]):
 
     def _refresh_header(self) -> None:
         counts = {state.value: n for state, n in self._counts.counts.items()}
-        parts: list[tuple[str, Style]] = []
-        for state in STATE_ORDER:
-            if counts.get(state) or state in ("running", "queued"):
-                parts.append((f"{counts.get(state, 0)} ", _BOLD))
-                parts.append((f"{state}  ", self._state_style(state)))
-        self.query_one(HeaderBar).set_counts(parts)
+        self.query_one(HeaderBar).set_counts([(counts.get(state, 0), state, self._state_style(state))
+                                              for state in STATE_ORDER
+                                              if counts.get(state) or state in ("running", "queued")])
 
     def _tick(self) -> None:
         """Once a second: the status bar, the sparklines, ages and elapsed times."""
@@ -616,25 +649,35 @@ class SwitchboardApp(App[None]):
         self._roll_minutes()
         done = self._done_minutes
         lags = [*self._lag_history, max(self._lag_window, default=0.0)]  # the worst of each 10 s
-        self.query_one(HeaderBar).set_trends(f"{sparkline(done, SPARK_POINTS, 10)} {done[-1]:>4}",
-                                             f"{sparkline(lags, SPARK_POINTS, 20)} {lags[-1]:4.0f}ms")
+        self.query_one(HeaderBar).set_trends((sparkline(done, SPARK_POINTS, 10), f"{done[-1]:>4}"),
+                                             (sparkline(lags, SPARK_POINTS, 20), f"{lags[-1]:4.0f}ms"))
         status = self.query_one("#status", StatusBar)
         db = self.settings.db_path
-        parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {_short(db)}"]
+        # (text, short form, rank): a short line gives up the highest ranks first
+        parts = [(f"loop {self._lag_now:.1f} ms", "", 0), (f"Groq: {self.provider}", "", 1),
+                 (f"db {_short(db)}", f"db {db.name}", 5)]
         if self.intake is not None:
-            parts.append(f"intake {self.intake.address}")
+            parts.append((f"intake {self.intake.address}", "", 4))
         if self.log_path:
             same = self.log_path.parent == db.parent
-            parts.append(f"log {self.log_path.name if same else _short(self.log_path)}")
+            parts.append((f"log {self.log_path.name if same else _short(self.log_path)}", f"log {self.log_path.name}", 6))
         if isinstance(self.source, StoreSource):
             owner = self.source.owner
-            parts.append("read-only" if self.read_only else "observer")
+            parts.append(("read-only" if self.read_only else "observer", "", 2))
             if owner is not None:
-                parts.append(f"dispatched by {owner.role} pid {owner.pid}")
-        status.set_text(literal("  │  ".join(parts)))
+                parts.append((f"dispatched by {owner.role} pid {owner.pid}", f"owner {owner.role} pid {owner.pid}", 3))
+        status.set_parts(parts)
+        self._age_queue()
         if self.source is not None and self.source.running():
             self._dirty.add("active")
             self._schedule_refresh()
+
+    def _age_queue(self) -> None:
+        """The queue's AGE counts up with the clock: its rows on screen are made again, and
+        only the lines whose text changed are drawn (a screenful, not the whole queue)."""
+        queue = self._lists.get("queue")
+        if queue is not None and queue.display:
+            queue.refresh_rows()
 
     async def _measure_lag(self) -> None:
         """The loop's lateness, as the status bar shows it: how late a 100 ms sleep wakes."""
@@ -855,6 +898,26 @@ class SwitchboardApp(App[None]):
         if self.is_running and not self._stopped:
             self.screen_stack[0].query_one("#keys", KeyBar).update_keys()
 
+    def action_focus_next(self) -> None:
+        if not self._focus_pane(1):
+            super().action_focus_next()
+
+    def action_focus_previous(self) -> None:
+        if not self._focus_pane(-1):
+            super().action_focus_previous()
+
+    def _focus_pane(self, step: int) -> bool:
+        """tab and shift+tab from a pane: the focus to the next pane (`step` 1) or the one
+        before (-1), the lower panes included when a narrow screen shows one of them at a time
+        (Textual's own order skips the hidden ones). False elsewhere (a dialog, the filter)."""
+        focused = self.focused
+        if self.screen is not self.screen_stack[0] or not isinstance(focused, RowList) or focused.id not in PANE_ORDER:
+            return False
+        target = PANE_ORDER[(PANE_ORDER.index(focused.id) + step) % len(PANE_ORDER)]
+        # at once (`focus()` waits a turn): a second tab typed quickly moves on from this pane
+        self.screen.set_focus(self.query_one(f"#{target}", RowList))
+        return True
+
     def action_help(self) -> None:
         rows = [(keys, description, binding_id) for keys, description, binding_id, _ in self.key_hints()]
         rows.append(("ctrl+p", "Command palette", "command_palette"))
@@ -950,6 +1013,10 @@ class SwitchboardApp(App[None]):
                 self.notify("API key set for this session; resume the work that waited for it")
 
         self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
+
+
+def _process_id(p: Process) -> str:
+    return p.id
 
 
 def _edge_label(d: Any) -> str:

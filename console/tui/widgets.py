@@ -40,8 +40,64 @@ def literal(value: Any, style: str | Style = "") -> Text:
 
 @dataclass
 class Column:
+    """A list's column. `width` is fixed; 0 takes the room left, at least `least` before
+    columns are dropped. With `fit`, the column is as wide as the widest `fit(item)` on
+    screen (at most `width` when given, else a third of the line) and is cut, down to `least`,
+    only after every flexible column. `drop`: shown only while there is room, the lowest
+    `drop` given up first (0: always shown)."""
+
     title: str
-    width: int  # 0: takes the room left
+    width: int
+    fit: Callable[[Any], str] | None = None
+    least: int = 0
+    drop: int = 0
+
+
+FLEX_LEAST = 16  # a flexible column narrower than this gives way: columns are dropped first
+FLEX_FLOOR = 6  # the narrowest a flexible column is cut to before fitted ones (ids) are cut
+
+
+def column_layout(columns: Sequence[Column], total: int, fitted: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """(column index, width) of the columns shown in `total` cells (one space between two),
+    `fitted[i]` being column i's widest value on screen. Made when the size or the widest
+    values change, never per line."""
+    widths: list[int] = []
+    for c, widest in zip(columns, fitted):
+        title = cell_len(c.title)
+        if c.fit is not None:
+            widths.append(max(title, min(widest, c.width or max(title, total // 3))))
+        else:
+            widths.append(c.width or max(c.least or FLEX_LEAST, title))
+    shown = list(range(len(columns)))
+
+    def excess() -> int:
+        return sum(widths[i] for i in shown) + len(shown) - 1 - total
+
+    for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: columns[i].drop):
+        if excess() <= 0:
+            break
+        shown.remove(i)
+    flexible = [i for i in shown if not columns[i].width and columns[i].fit is None]
+    over = excess()
+    if flexible:
+        # the flexible columns hold their least: what is left over is theirs, what is missing
+        # is taken from them first
+        room = sum(widths[i] for i in flexible) - over
+        for n, i in enumerate(flexible):
+            widths[i] = room // len(flexible) + (1 if n < room % len(flexible) else 0)
+        over = sum(max(0, FLEX_FLOOR - widths[i]) for i in flexible)
+        for i in flexible:
+            widths[i] = max(FLEX_FLOOR, widths[i])
+    for i in shown:  # still too wide: ids are cut last
+        c = columns[i]
+        if over <= 0:
+            break
+        if c.fit is not None:
+            cut = min(over, widths[i] - max(1, c.least or cell_len(c.title)))
+            if cut > 0:
+                widths[i] -= cut
+                over -= cut
+    return tuple((i, widths[i]) for i in shown)
 
 
 # A row is a tuple with one entry per column: plain text, or (text, style) parts. Rows are
@@ -192,11 +248,15 @@ class RowList(Widget, can_focus=True):
         self.follow_end = follow_end  # stay at the newest row while the user is there
         self.items: Sequence[Any] = ()
         self.top = 0  # the first item on screen
-        self._widths: list[int] = []
+        self._fits = [(i, c.fit) for i, c in enumerate(columns) if c.fit is not None]
+        self._fitted = [0] * len(columns)  # each fitted column's widest value on screen since the last resize
+        self._layout: tuple[tuple[int, int], ...] = ()  # (column, width) of the columns shown
+        self._layout_for: tuple[Any, ...] = ()  # the room and widest values it was made for
+        self._layout_version = 0  # part of each line's key: a new layout draws every line again
         self._strips: dict[tuple[Any, ...], Strip] = {}
         self._styles: dict[str, Style] = {}
         self._frame_lines: LineFrame | None = None  # see render_lines
-        self._frame: tuple[bool, int, list[int], tuple[int, int]] = (False, 1, [], (0, 0))
+        self._frame: tuple[bool, int, tuple[tuple[int, int], ...], tuple[int, int]] = (False, 1, (), (0, 0))
         self._drawn: list[Any] = []  # what each line on screen shows, to repaint only changes
 
     # -- data -----------------------------------------------------------------------------
@@ -228,6 +288,11 @@ class RowList(Widget, can_focus=True):
             return self.items[self.cursor]
         return None
 
+    def refresh_rows(self) -> None:
+        """The rows on screen made again from their items, for what changes with time alone
+        (an age): only the lines whose text changed are drawn again."""
+        self._repaint()
+
     @property
     def visible_rows(self) -> int:
         return max(1, self.size.height - 1)  # less the header line
@@ -242,11 +307,12 @@ class RowList(Widget, can_focus=True):
         self._drawn = []
 
     def on_resize(self, event: events.Resize) -> None:
-        self._widths = []
         self._strips = {}
         self._frame_lines = None
         self._drawn = []
         self._scroll_to_cursor()
+        self._fitted = [0] * len(self.columns)  # fitted afresh to what the new size shows
+        self._fit_visible()
         # The lines Textual drew for the new size came before this handler and may show the
         # rows from before the scroll just made (a list that follows its newest row, shorter).
         self.refresh()
@@ -259,13 +325,30 @@ class RowList(Widget, can_focus=True):
             self._styles[component] = style
         return style
 
-    def widths(self, total: int) -> list[int]:
-        if not self._widths or sum(self._widths) + len(self._widths) - 1 != total:
-            fixed = sum(c.width for c in self.columns) + len(self.columns) - 1
-            flexible = [c for c in self.columns if c.width == 0]
-            room = max(4, total - fixed)
-            self._widths = [c.width or max(4, room // max(1, len(flexible))) for c in self.columns]
-        return self._widths
+    def layout(self, total: int) -> tuple[tuple[int, int], ...]:
+        """(column, width) of the columns shown in `total` cells, made again only when the
+        room or the widest fitted values change."""
+        wanted = (total, *self._fitted)
+        if wanted != self._layout_for:
+            layout = column_layout(self.columns, total, self._fitted)
+            self._layout_for = wanted
+            if layout != self._layout:
+                self._layout = layout
+                self._layout_version += 1
+        return self._layout
+
+    def _fit_visible(self) -> None:
+        """Widen the fitted columns to the widest value among the rows on screen; they do not
+        narrow again until the list is resized, so scrolling never makes the columns jump.
+        Only the rows on screen are measured: a list of 10,000 costs what a screenful does."""
+        items, fitted = self.items, self._fitted
+        start = self.top
+        end = min(len(items), start + self.visible_rows)
+        for column, fit in self._fits:
+            widest = fitted[column]
+            for index in range(start, end):
+                widest = max(widest, cell_len(fit(items[index])))
+            fitted[column] = widest
 
     def _strip(self, key: tuple[Any, ...], make: Callable[[], list[Part]], style: Style, bar: str | None) -> Strip:
         """A line from the cache, or made once (for a pane that Textual draws whole: see
@@ -295,7 +378,8 @@ class RowList(Widget, can_focus=True):
         after each; `plain` drops the cells' own colours (the cursor's line: a state's colour
         on the cursor's background can be unreadable)."""
         parts: list[Part] = []
-        for value, width in zip(row, self._frame[2]):
+        for column, width in self._frame[2]:
+            value = row[column]
             used = 0
             for text, part_style in cell_parts(value):
                 text = clean(text)
@@ -320,25 +404,26 @@ class RowList(Widget, can_focus=True):
             size = max(1, round(shown * shown / len(self.items)))
             start = round(self.top / max(1, len(self.items) - shown) * (shown - size)) + 1
             thumb = (start, start + size)
-        self._frame = (scrollable, room, self.widths(max(1, room - 1)), thumb)
+        self._frame = (scrollable, room, self.layout(max(1, room - 1)), thumb)
 
     def _line(self, y: int) -> tuple[tuple[Any, ...], Callable[[], list[Part]], str, str | None]:
         """Line y as (what it shows, how to make its text, its component style, its scrollbar cell)."""
         scrollable, room, _, (thumb_start, thumb_end) = self._frame
+        shape = (room, self._layout_version)  # what every line's look depends on
         bar = None
         if scrollable:
             bar = "rowlist--scrollbar-thumb" if thumb_start <= y < thumb_end else "rowlist--scrollbar"
         if y == 0:
             titles = tuple(c.title for c in self.columns)
-            return ("header", titles, room), lambda: self._row_parts(titles), "rowlist--header", bar
+            return ("header", titles, shape), lambda: self._row_parts(titles), "rowlist--header", bar
         index = self.top + y - 1
         if not self.items and y == 1:
-            return ("empty", self.empty, room), lambda: [(self.empty, "")], "rowlist--empty", bar
+            return ("empty", self.empty, shape), lambda: [(self.empty, "")], "rowlist--empty", bar
         if index >= len(self.items):
-            return ("blank", room), list, "", bar
+            return ("blank", shape), list, "", bar
         row = self.render_row(self.items[index])
         chosen = index == self.cursor
-        return (row, room, chosen), lambda: self._row_parts(row, chosen), "rowlist--cursor" if chosen else "", bar
+        return (row, shape, chosen), lambda: self._row_parts(row, chosen), "rowlist--cursor" if chosen else "", bar
 
     def render_line(self, y: int) -> Strip:
         key, make, component, bar = self._drawn_line(y)
@@ -372,6 +457,7 @@ class RowList(Widget, can_focus=True):
         height = self.size.height
         if not height:
             return
+        self._fit_visible()
         self._measure()
         lines = [self._line(y) for y in range(height)]
         now = [(key, bar) for key, _, _, bar in lines]
@@ -479,7 +565,9 @@ class KeyBar(Widget):
     """The keys at the bottom, on one line that owns its rendering. Textual's Footer mounts a
     widget per key and recomposes them on every focus change: ~60 ms of loop time per `tab`
     here. Keys whose action is off (an input has the focus, a dialog is open) are left out;
-    a click on a key runs its action."""
+    a click on a key runs its action. When the line is short the keys are closer together,
+    then the last keys give way; help, quit and the palette's key always stay (help lists
+    the keys left out)."""
 
     DEFAULT_CSS = """
     KeyBar { height: 1; dock: bottom; background: $footer-background; color: $footer-description-foreground; }
@@ -487,6 +575,9 @@ class KeyBar(Widget):
     """
     COMPONENT_CLASSES = {"keybar--key"}
     PALETTE = ("ctrl+p", "palette", "command_palette")
+    PINNED = frozenset({"help", "quit"})  # binding ids always shown
+    # binding ids left out first, in this order, when the line is short; then the others, last first
+    GIVE_WAY = ("toggle_graph", "export", "force_resume", "new_voice")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -509,23 +600,45 @@ class KeyBar(Widget):
         app = self.app
         key_style = self.get_component_rich_style("keybar--key", partial=True)
         text, spans = Text(" "), []
-        hints = [(keys, description, b.action) for keys, description, _, b in app.key_hints()  # type: ignore[attr-defined]
+        hints = [(keys, description, b.action, binding_id)
+                 for keys, description, binding_id, b in app.key_hints()  # type: ignore[attr-defined]
                  if b.show and app.check_action(b.action, ())]
+        keys, description, action = self.PALETTE
+        palette = Text.assemble((keys.replace("ctrl+", "^"), key_style), f" {description} ")
+        gap, hints = self._fit(hints, self.size.width - 1 - len(palette))
         for keys, description, action in hints:
             start = len(text)
             text.append(keys, key_style)
-            text.append(f" {description}  ")
-            spans.append((start, len(text) - 2, action))
+            text.append(f" {description}{gap}")
+            spans.append((start, len(text) - len(gap), action))
         keys, description, action = self.PALETTE
-        palette = Text.assemble((keys.replace("ctrl+", "^"), key_style), f" {description} ")
         room = self.size.width - len(text) - len(palette)
-        if room > 0:
+        if room >= 0:  # the last key's gap is before it
             text.append(" " * room)
             spans.append((len(text), len(text) + len(palette), action))
             text.append_text(palette)
         if text.plain != self._text.plain or text.spans != self._text.spans:
             self._text, self._spans = text, spans
             self.refresh()
+
+    def _fit(self, hints: list[tuple[str, str, str, str]], room: int) -> tuple[str, list[tuple[str, str, str]]]:
+        """The gap between keys and the keys shown in `room` cells: two spaces apart, else
+        one, else without the keys that give way first (none of the pinned ones)."""
+        def width(shown: list[tuple[str, str, str]], gap: str) -> int:
+            return sum(cell_len(keys) + 1 + cell_len(text) + len(gap) for keys, text, _ in shown)
+
+        shown = [(keys, text, action) for keys, text, action, _ in hints]
+        if width(shown, "  ") <= room:
+            return "  ", shown
+        order = {binding_id: n for n, binding_id in enumerate(self.GIVE_WAY)}
+        give_way = sorted((i for i, hint in enumerate(hints) if hint[3] not in self.PINNED),
+                          key=lambda i: (order.get(hints[i][3], len(order)), -i))
+        for dropped in range(len(give_way) + 1):
+            left_out = set(give_way[:dropped])
+            shown = [(keys, text, action) for i, (keys, text, action, _) in enumerate(hints) if i not in left_out]
+            if width(shown, " ") <= room:
+                break
+        return " ", shown
 
     def on_resize(self) -> None:
         self.update_keys()
@@ -541,9 +654,48 @@ class KeyBar(Widget):
 
 
 class StatusBar(TextLine):
+    """What the console runs on, one line of parts. A short line takes the parts' short
+    forms and closer separators, then gives up parts, the least important first."""
+
     DEFAULT_CSS = """
     StatusBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._parts: list[tuple[str, str, int]] = []
+
+    def set_parts(self, parts: list[tuple[str, str, int]]) -> None:
+        """(text, short form, rank) in the order shown: rank 0 is given up last."""
+        if parts != self._parts:
+            self._parts = parts
+            self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        self.set_text(literal(fit_parts(self._parts, self.content_size.width)))
+
+
+def fit_parts(parts: Sequence[tuple[str, str, int]], width: int) -> str:
+    """The status line's text in `width` cells (see StatusBar): closer separators first,
+    then short forms, then fewer parts, the highest rank first each time."""
+    by_rank = sorted(range(len(parts)), key=lambda i: -parts[i][2])
+    texts = [text for text, _, _ in parts]
+    candidates = [("  │  ", list(texts)), (" │ ", list(texts))]
+    for i in by_rank:
+        if parts[i][1]:
+            texts[i] = parts[i][1]
+            candidates.append((" │ ", list(texts)))
+    for i in by_rank[:-1]:
+        texts[i] = ""
+        candidates.append((" │ ", [text for text in texts if text]))
+    for separator, shown in candidates:
+        line = separator.join(shown)
+        if cell_len(clean(line)) <= width:
+            return line
+    return candidates[-1][1][0] if parts else ""  # the most important alone, cut where the line ends
 
 
 _BARS = " ▁▂▃▄▅▆▇█"
