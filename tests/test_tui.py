@@ -35,6 +35,19 @@ async def started(pilot) -> SwitchboardApp:
     return app
 
 
+def notifications(app) -> list[str]:
+    """What the app tells the user from now on (its toasts' text)."""
+    notes: list[str] = []
+    notify = app.notify
+
+    def recording(message, *args, **kwargs):
+        notes.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return notes
+
+
 async def select(pilot, list_id: str, pid: str) -> None:
     rows = pilot.app.screen.query_one(f"#{list_id}", RowList)
     await wait_for(lambda: any(getattr(i, "id", None) == pid for i in rows.items), timeout=5)
@@ -514,3 +527,56 @@ def test_the_console_stops_gracefully_on_sigterm_and_when_its_terminal_goes(tmp_
     stopped = [p for p in states.values() if p["interruption"] and p["interruption"]["type"] == "shutdown"]
     assert stopped, states  # the step that was running was persisted by a graceful shutdown
     assert not [p for p in states.values() if p["state"] == "running"]
+
+
+async def test_the_cursor_stays_on_its_process_as_rows_arrive_above_and_r_acts_on_it(tmp_path):
+    """Rows inserted above the cursor move the selected process down the list: the cursor
+    goes with it, and `r` resumes that process, not whatever took its old line."""
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        queue = app.screen.query_one("#queue", RowList)
+        await select(pilot, "queue", "report")
+        before = [p.id for p in queue.items].index("report")
+        # held work newer than `report` is listed above it
+        await engine.load(workflow("".join(py(f"new{i}", "noop", extra="hold = true") for i in range(3))))
+        await wait_for(lambda: sum(p.id.startswith("new") for p in queue.items) == 3, timeout=5)
+        ids = [p.id for p in queue.items]
+        assert ids.index("report") > before  # it moved down...
+        assert queue.selected.id == "report" and queue.chosen == "report"  # ...and the cursor with it
+        await pilot.press("r")
+        await wait_for(lambda: engine.processes["report"].state is State.COMPLETED)
+        assert all(engine.processes[f"new{i}"].state is State.PENDING for i in range(3))
+        await pilot.press("q")
+
+
+async def test_when_the_selected_row_leaves_nothing_acts_on_its_neighbour_until_a_key_moves(tmp_path):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        queue = app.screen.query_one("#queue", RowList)
+        notes = notifications(app)
+        await engine.load(workflow(py("gone", "noop", extra="hold = true") + py("stays", "noop", extra="hold = true")))
+        await select(pilot, "queue", "gone")
+        await engine.resume("gone")  # runs and completes: it leaves the queue
+        await wait_for(lambda: all(p.id != "gone" for p in queue.items), timeout=5)
+        assert queue.unconfirmed and queue.selected is not None
+        neighbour = queue.selected.id
+        state = engine.processes[neighbour].state
+        for key in ("r", "R", "c", "enter"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert app.screen is app.screen_stack[0]  # no dialog, no details
+        assert engine.processes[neighbour].state is state
+        assert any("gone left the list" in note for note in notes)
+        await pilot.press("up", "down") if queue.cursor == 0 else await pilot.press("down", "up")
+        assert not queue.unconfirmed
+        chosen = queue.selected.id
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen) and app.screen.process.id == chosen
+        await pilot.press("escape", "q")

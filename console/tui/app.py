@@ -418,7 +418,7 @@ class SwitchboardApp(App[None]):
         for name in lists[:LISTS_PER_PASS]:
             self._painted[name] = now
             if name == "queue":
-                self._set("queue", self._filtered("queue", self._queue_view,
+                self._set("queue", self._filtered("queue", self._queue_view.snapshot(),
                                                   lambda p: f"{p.id} {p.kind} {p.state.value} {p.reason}"))
             elif name == "active":
                 self._set("active", self.source.running())
@@ -659,9 +659,7 @@ class SwitchboardApp(App[None]):
             if kind == "call":
                 self.selected_call = ident
             else:
-                self.selected_id = ident
-                self._dirty.add("graph")
-                self._schedule_refresh()
+                self._select(ident)
 
     def _select(self, pid: str) -> None:
         if pid != self.selected_id:
@@ -673,18 +671,38 @@ class SwitchboardApp(App[None]):
     def _chosen(self, event: RowList.Chosen) -> None:
         self.action_details()
 
-    def _focused_process(self) -> Process | None:
+    def _chosen_row(self) -> tuple[RowList, Any] | None:
+        """The focused list and the key of the row the user chose in it; None (and says why)
+        when the cursor moved there by itself because the chosen row left the list."""
         focused = self.focused
-        if isinstance(focused, RowList) and focused.id == "graph" and focused.selected:
-            pid = focused.selected[1]
-        elif isinstance(focused, RowList) and focused.id == "calls" and focused.selected:
-            kind, _, ident = focused.selected[1].partition(":")
+        if not isinstance(focused, RowList) or focused.chosen is None:
+            return None
+        if focused.unconfirmed:
+            now = _row_label(focused.id, focused.chosen)
+            gone = _row_label(focused.id, focused.left) if focused.left is not None else "the chosen row"
+            self.notify(f"{gone} left the list; the cursor moved to {now}. Move the cursor to choose a row, "
+                        "then press the key again.", title="nothing done", severity="warning", markup=False)
+            return None
+        return focused, focused.chosen
+
+    def _focused_process(self) -> Process | None:
+        """The process the keys act on: the one on the row the user chose, looked up by its id
+        (never by the row's position, which moves as the list changes)."""
+        chosen = self._chosen_row()
+        if chosen is None or self.source is None:
+            return None
+        rows, key = chosen
+        pid: str | None = None
+        if rows.id in ("queue", "active"):
+            pid = key
+        elif rows.id == "graph":
+            pid = key[1]
+        elif rows.id == "calls":
+            kind, _, ident = key.partition(":")
             pid = ident if kind in ("vr", "tr") else None
-        elif isinstance(focused, RowList) and focused.id in ("queue", "active") and focused.selected:
-            pid = focused.selected.id
-        else:
-            pid = self.selected_id
-        return self.source.processes.get(pid) if self.source and pid else None
+        elif rows.id == "events":
+            pid = rows.selected.process_id if rows.selected is not None else None
+        return self.source.processes.get(pid) if pid else None
 
     # -- actions ---------------------------------------------------------------------------------------
 
@@ -711,8 +729,10 @@ class SwitchboardApp(App[None]):
         return message
 
     async def action_resume(self, force: bool = False) -> None:
+        if not self._can_act():
+            return
         p = self._focused_process()
-        if p is None or not self._can_act():
+        if p is None:
             return
         message = await self._act("resume", {"id": p.id, "force": force})
         if message:
@@ -722,8 +742,10 @@ class SwitchboardApp(App[None]):
         await self.action_resume(force=True)
 
     def action_cancel(self) -> None:
+        if not self._can_act():
+            return
         p = self._focused_process()
-        if p is None or not self._can_act():
+        if p is None:
             return
 
         async def answered(yes: bool | None) -> None:
@@ -736,8 +758,9 @@ class SwitchboardApp(App[None]):
 
     def action_details(self) -> None:
         focused = self.focused
-        if isinstance(focused, RowList) and focused.id == "graph" and focused.selected and not self.whole_graph:
-            self._select(focused.selected[1])
+        if (isinstance(focused, RowList) and focused.id == "graph" and focused.chosen and not focused.unconfirmed
+                and not self.whole_graph):
+            self._select(focused.chosen[1])
         p = self._focused_process()
         if p is None or self.source is None:
             return
@@ -950,6 +973,17 @@ class SwitchboardApp(App[None]):
                 self.notify("API key set for this session; resume the work that waited for it")
 
         self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
+
+
+def _row_label(list_id: str | None, key: Any) -> str:
+    """A row's key as the user reads it: a process id, a call or transfer id, an event."""
+    if list_id == "graph":
+        return clean(key[1])
+    if list_id == "calls":
+        return clean(str(key).partition(":")[2])
+    if list_id == "events":
+        return f"event #{key}"
+    return clean(key)
 
 
 def _edge_label(d: Any) -> str:
