@@ -580,3 +580,36 @@ async def test_when_the_selected_row_leaves_nothing_acts_on_its_neighbour_until_
         await pilot.pause()
         assert isinstance(app.screen, DetailsScreen) and app.screen.process.id == chosen
         await pilot.press("escape", "q")
+
+
+async def test_a_filter_shows_in_the_title_and_a_cleared_filter_leaves_the_list_live(tmp_path):
+    """/vr, backspace twice, esc: the queue is the whole queue again and keeps up with new
+    work. A filter that is on says so in the pane's title, with how many rows it lets
+    through; a list the filter empties says that, not that there is nothing."""
+    from console.tui.source import OrderedView
+
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        engine = app.engine
+        queue = app.screen.query_one("#queue", RowList)
+
+        def fresh() -> list[str]:  # the queue as the engine has it now
+            return [p.id for p in OrderedView(engine.processes, lambda p: app.source.queue_key(p, False))]
+
+        await pilot.press("down", "slash", "v", "r")
+        await wait_for(lambda: [p.id for p in queue.items] == ["vr-0001", "vr-0002"])
+        assert queue.border_title == f"Queue — filter: vr (2 of {len(fresh())})"
+        await pilot.press("backspace", "backspace", "escape")
+        await wait_for(lambda: [p.id for p in queue.items] == fresh())
+        assert queue.border_title == "Queue"
+        await engine.load(workflow("".join(py(f"new{i}", "noop", extra="hold = true") for i in range(3))))
+        await wait_for(lambda: [p.id for p in queue.items] == fresh() and "new2" in fresh(), timeout=5)
+        assert len({p.id for p in queue.items}) == len(queue.items)
+        # an emptied list says why it is empty
+        await pilot.press("slash", *"zzz", "enter")
+        await wait_for(lambda: not queue.items)
+        assert queue.border_title == f"Queue — filter: zzz (0 of {len(fresh())})"
+        assert "filter" in queue.empty and "queue is empty" not in queue.empty
+        await pilot.press("q")

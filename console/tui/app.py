@@ -17,7 +17,7 @@ import time
 from collections import deque
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -27,6 +27,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.geometry import Region
+from textual.markup import escape as markup_escape
 from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
 from textual.widget import Widget
@@ -59,6 +60,17 @@ STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its
     "failed": "error", "interrupted": "warning", "cancelled": "foreground", "blocked": "error",
     "pending": "foreground",
 }
+
+
+PANE_TITLES = {"queue": "Queue", "active": "Active resumes", "graph": "Dependencies",
+               "calls": "Calls & transfers", "events": "Events"}
+EMPTY_TEXTS = {"queue": "the queue is empty", "active": "nothing running", "graph": "select a process",
+               "calls": "no calls yet", "events": "no events yet"}
+
+
+def _process_text(p: Process) -> str:
+    """What a filter matches in a process's row."""
+    return f"{p.id} {p.kind} {p.state.value} {p.reason or ''}"
 
 
 def _age(ts: float | None, now: float) -> str:
@@ -210,6 +222,7 @@ class SwitchboardApp(App[None]):
         self._touched: set[str] = set()  # processes changed since the last refresh
         self._painted: dict[str, float] = {}  # when each list was last handed its rows
         self._lists: dict[str, RowList] = {}
+        self._titles: dict[str, str] = {}  # each pane's title as last set
         self._queue_view: OrderedView | None = None
         self._counts: StateCounts | None = None
         self._graph_layout = GraphLayout()  # the whole-graph view's rows
@@ -237,28 +250,26 @@ class SwitchboardApp(App[None]):
         # The queue is the operator's main list and its "why it waits" is long: full width.
         yield RowList([Column("PRI", 4), Column("PROCESS", 18), Column("KIND", 5), Column("STATE", 11),
                        Column("WHY IT WAITS", 0), Column("TRY", 4), Column("AGE", 6)],
-                      self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue", classes="pane")
+                      self._queue_row, key=lambda p: p.id, empty=EMPTY_TEXTS["queue"], id="queue", classes="pane")
         with Horizontal(id="middle"):
             yield RowList([Column("PROCESS", 0), Column("PROGRESS", ACTIVE_BAR_WIDTH), Column("STAGE", 12),
                            Column("ELAPSED", 7), Column("HOLDS", 6)],
-                          self._active_row, key=lambda p: p.id, empty="nothing running", id="active", classes="pane")
+                          self._active_row, key=lambda p: p.id, empty=EMPTY_TEXTS["active"], id="active", classes="pane")
             yield RowList([Column("PROCESS", 0), Column("EDGE", 17), Column("STATE", 11)],
-                          self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph",
+                          self._graph_row, key=lambda r: (r[0], r[1]), empty=EMPTY_TEXTS["graph"], id="graph",
                           classes="pane")
         with Horizontal(id="bottom"):
             yield RowList([Column("CALL · WORK", 20), Column("STATUS", 11), Column("LATEST", 0)],
-                          self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls", classes="pane")
+                          self._call_row, key=lambda r: r[1], empty=EMPTY_TEXTS["calls"], id="calls", classes="pane")
             yield RowList([Column("TIME", 8), Column("PROCESS", 14), Column("EVENT", 11), Column("MESSAGE", 0)],
-                          self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
+                          self._event_row, key=lambda e: e.seq, empty=EMPTY_TEXTS["events"], follow_end=True,
                           id="events", classes="pane")
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
-        titles = {"queue": "Queue", "active": "Active resumes", "graph": "Dependencies",
-                  "calls": "Calls & transfers", "events": "Events"}
-        for pane_id, title in titles.items():
+        for pane_id, title in PANE_TITLES.items():
             self.query_one(f"#{pane_id}").border_title = title
         self.query_one("#filter", Input).display = False
         if self.settings.tui.keymap:
@@ -418,15 +429,13 @@ class SwitchboardApp(App[None]):
         for name in lists[:LISTS_PER_PASS]:
             self._painted[name] = now
             if name == "queue":
-                self._set("queue", self._filtered("queue", self._queue_view.snapshot(),
-                                                  lambda p: f"{p.id} {p.kind} {p.state.value} {p.reason}"))
+                self._set("queue", self._queue_view.snapshot(), _process_text)
             elif name == "active":
-                self._set("active", self.source.running())
+                self._set("active", self.source.running(), _process_text)
             elif name == "graph":
                 self._refresh_graph()
             else:
-                self._set("events", self._filtered("events", list(self._events),
-                                                   lambda e: f"{e.process_id} {e.type} {e.message}"))
+                self._set("events", list(self._events), lambda e: f"{e.process_id} {e.type} {e.message}")
         waits = []  # until the next pass, for what this one left
         if self._touched:  # the rest of a large load: in the next passes
             self._dirty.update({"queue", "header"})
@@ -447,15 +456,27 @@ class SwitchboardApp(App[None]):
         if "header" in dirty:
             self._refresh_header()
 
-    def _set(self, list_id: str, items: Sequence[Any]) -> None:
+    def _set(self, list_id: str, items: Sequence[Any], text: Callable[[Any], str]) -> None:
+        """Hand a list its rows, through its filter (`text(row)` is what the filter matches);
+        the pane's title says a filter is on and how many rows it lets through."""
         rows = self._lists.get(list_id)
         if rows is None:  # looked up once: a query walks the DOM
             rows = self._lists[list_id] = self.screen_stack[0].query_one(f"#{list_id}", RowList)
-        rows.set_items(items)
+        needle = self.filters.get(list_id, "")
+        shown = [x for x in items if needle.lower() in text(x).lower()] if needle else items
+        title = self._pane_title(list_id)
+        if needle:
+            title = f"{title} — filter: {clean(needle)} ({len(shown)} of {len(items)})"
+        rows.empty = "nothing matches the filter (/ to change it)" if needle else EMPTY_TEXTS[list_id]
+        rows.set_items(shown)
+        if self._titles.get(list_id) != title:  # setting a title repaints the whole pane
+            self._titles[list_id] = title
+            rows.border_title = markup_escape(title)
 
-    def _filtered(self, name: str, items: Sequence[Any], text: Any) -> Sequence[Any]:
-        needle = self.filters.get(name, "").lower()
-        return [x for x in items if needle in text(x).lower()] if needle else items
+    def _pane_title(self, list_id: str) -> str:
+        if list_id == "graph":
+            return "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
+        return PANE_TITLES[list_id]
 
     def _count_completion(self) -> None:
         self._roll_minutes()
@@ -547,15 +568,12 @@ class SwitchboardApp(App[None]):
         src = self.source
         rows: Sequence[tuple[str, str, str]] = []
         if self.whole_graph:
-            rows = self._filtered("graph", list(self._graph_layout.sync(src.processes, src.graph)),
-                                  lambda r: f"{r[1]} {self._state_of(r[1])}")
+            rows = list(self._graph_layout.sync(src.processes, src.graph))
         elif self.selected_id and self.selected_id in src.processes:
             pid = self.selected_id
             rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
                     + [("↓ ", d.dependent, _edge_label(d)) for d in src.graph.downstream(pid)])
-        self._set("graph", rows)
-        pane = self.query_one("#graph")
-        pane.border_title = "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
+        self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self._state_of(r[1])}")
 
     def _state_of(self, pid: str) -> str:
         p = self.source.processes.get(pid) if self.source else None
@@ -593,7 +611,7 @@ class SwitchboardApp(App[None]):
                 source = " (local summary)" if t.summary_source == "extractive" else ""
                 rows.append((f"  ⇄ {t.id}", f"tr:{t.id}", t.status.value,
                              f"{t.from_agent}→{t.to_agent}: {summary}{source}"))
-        self._set("calls", self._filtered("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}"))
+        self._set("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}")
 
     def _refresh_header(self) -> None:
         counts = {state.value: n for state, n in self._counts.counts.items()}
