@@ -613,3 +613,50 @@ async def test_a_filter_shows_in_the_title_and_a_cleared_filter_leaves_the_list_
         assert queue.border_title == f"Queue — filter: zzz (0 of {len(fresh())})"
         assert "filter" in queue.empty and "queue is empty" not in queue.empty
         await pilot.press("q")
+
+
+async def _palette(pilot, command: str) -> None:
+    from textual.command import CommandPalette
+
+    await pilot.press("ctrl+p")
+    await wait_for(lambda: isinstance(pilot.app.screen, CommandPalette))
+    await pilot.press(*command)
+    await pilot.pause(0.5)  # the palette searches its commands as the text changes
+    await pilot.press("enter")
+
+
+@pytest.mark.parametrize("command, state, count", [("Resume all interrupted", State.INTERRUPTED, 2),
+                                                   ("Cancel all queued", None, 3)])
+async def test_bulk_actions_from_the_palette_ask_first_naming_how_many(tmp_path, command, state, count):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        if state is None:  # three queued (held, then asked for: nothing else runs beside the gate)
+            await engine.load(workflow(py("gate", "wait_gate", gate="never", resources="{ cpu_intensive = 2 }")
+                                       + "".join(py(f"q{i}", "noop", resources="{ cpu_intensive = 2 }",
+                                                    extra="hold = true") for i in range(count))))
+            await wait_for(lambda: engine.processes["gate"].state is State.RUNNING)
+            for i in range(count):
+                await engine.resume(f"q{i}")
+            targets = [p.id for p in app.source.queue()]
+        else:
+            targets = [p.id for p in engine.processes.values() if p.state is state]
+        assert len(targets) >= count
+        attempts = {pid: engine.processes[pid].attempt for pid in targets}
+        await _palette(pilot, command)
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        assert f" {len(targets)} " in app.screen.question
+        await pilot.press("enter")  # the focused button is the safe one
+        await pilot.pause(0.2)
+        assert {pid: engine.processes[pid].attempt for pid in targets} == attempts
+        assert state is None or all(engine.processes[pid].state is state for pid in targets)
+        await _palette(pilot, command)
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")
+        if state is None:
+            await wait_for(lambda: all(engine.processes[pid].state is State.CANCELLED for pid in targets))
+        else:
+            await wait_for(lambda: all(engine.processes[pid].attempt > attempts[pid] for pid in targets))
+        await pilot.press("q")

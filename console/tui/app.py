@@ -937,26 +937,40 @@ class SwitchboardApp(App[None]):
         yield SystemCommand("Show or hide completed processes", "In the queue pane", self.action_toggle_all)
         yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", self._ask_key)
 
-    async def _resume_all(self) -> None:
+    def _resume_all(self) -> None:
         if not self._can_act():
             return
         ids = [p.id for p in self.source.processes.values() if p.state is State.INTERRUPTED]
-        for pid in ids:
-            await self._act("resume", {"id": pid})
-        self.notify(f"resumed {len(ids)} interrupted process(es)")
+        self._confirm_bulk(ids, "resume", "Resume all {n} interrupted {processes}?", "Resume {n}",
+                           "resumed {done} interrupted {processes}")
 
     def _cancel_all(self) -> None:
         if not self._can_act():
             return
         ids = [p.id for p in self.source.queue()]
+        self._confirm_bulk(ids, "cancel", "Cancel all {n} queued or waiting {processes}?", "Cancel {n}",
+                           "cancelled {done} queued {processes}")
 
-        async def answered(yes: bool | None) -> None:
-            if yes:
-                for pid in ids:
-                    await self._act("cancel", {"id": pid})
-                self.notify(f"cancelled {len(ids)} queued process(es)")
+    def _confirm_bulk(self, ids: list[str], kind: str, question: str, yes: str, done: str) -> None:
+        """Asks before acting on many processes, naming how many; acts on exactly those."""
+        if not ids:
+            self.notify(f"nothing to {kind}")
+            return
 
-        self.push_screen(ConfirmScreen(f"Cancel all {len(ids)} queued processes?", "Cancel them all"), answered)
+        def plural(n: int) -> str:
+            return "process" if n == 1 else "processes"
+
+        async def answered(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            acted = 0
+            for pid in ids:
+                if await self._act(kind, {"id": pid}) is not None:
+                    acted += 1
+            self.notify(done.format(done=acted, processes=plural(acted)))
+
+        n = len(ids)
+        self.push_screen(ConfirmScreen(question.format(n=n, processes=plural(n)), yes.format(n=n)), answered)
 
     def _ask_workflow(self) -> None:
         if not self._can_act():
