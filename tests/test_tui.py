@@ -18,7 +18,7 @@ from console.model import State
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
-from console.tui.widgets import RowList
+from console.tui.widgets import RowList, clean
 
 SIZE = (120, 36)
 
@@ -660,3 +660,57 @@ async def test_bulk_actions_from_the_palette_ask_first_naming_how_many(tmp_path,
         else:
             await wait_for(lambda: all(engine.processes[pid].attempt > attempts[pid] for pid in targets))
         await pilot.press("q")
+
+
+async def test_a_transfer_can_be_read_in_full_and_completed_or_cancelled_with_keys_from_the_footer(tmp_path):
+    from console.tui.screens import TransferScreen
+    from console.voice.center import call_center
+
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        store = app.store
+        first = (await store.list_transfers(call_id="call-7"))[0]
+        second = await call_center(app.engine).create_transfer("call-8", "carol", "dave")
+        await wait_for(lambda: app.engine.processes[second.id].state is State.COMPLETED)
+        calls = app.screen.query_one("#calls", RowList)
+        keys = app.screen.query_one("#keys")
+        await wait_for(lambda: {f"tr:{first.id}", f"tr:{second.id}"} <= {row[1] for row in calls.items}
+                       and all(row[2] == "ready" for row in calls.items if row[1].startswith("tr:")), timeout=5)
+        calls.focus()
+        calls.cursor = next(i for i, row in enumerate(calls.items) if row[1] == "call:call-7")
+        await pilot.pause()
+        assert "Complete" not in keys.render().plain  # a call is chosen, not a transfer
+        await pilot.press("y")
+        assert (await store.get_transfer(first.id)).status.value == "ready"
+        calls.cursor = next(i for i, row in enumerate(calls.items) if row[1] == f"tr:{first.id}")
+        await wait_for(lambda: "y Complete" in keys.render().plain and "x Cancel transfer" in keys.render().plain)
+        # enter: the whole summary, and its keys
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, TransferScreen) and app.screen.transfer is not None)
+        shown = app.screen.query_one("#transfer-summary").render().plain
+        for value in first.summary.values():
+            text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+            assert clean(text) in shown  # all of it, as text (control characters made visible)
+        assert "alice → bob" in shown
+        await pilot.press("y")  # completes it from the details view
+        await wait_for(lambda: isinstance(app.screen, TransferScreen) is False)
+        await wait_for_status(store, first.id, "completed")
+        # x on the other: asks, then cancels
+        await wait_for(lambda: any(row[1] == f"tr:{second.id}" for row in calls.items))
+        calls.cursor = next(i for i, row in enumerate(calls.items) if row[1] == f"tr:{second.id}")
+        await pilot.pause()
+        await pilot.press("x")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")
+        await wait_for_status(store, second.id, "cancelled")
+        await pilot.press("q")
+
+
+async def wait_for_status(store, transfer_id: str, status: str) -> None:
+    for _ in range(100):
+        if (await store.get_transfer(transfer_id)).status.value == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{transfer_id} never became {status}")

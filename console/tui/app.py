@@ -33,9 +33,9 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input
 
-from console.model import Event, Process, State, UserError
+from console.model import TRANSFER_FINAL, Event, Process, State, UserError
 from console.settings import Settings
-from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
+from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen, TransferScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
 from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, literal, progress_cell, sparkline
 
@@ -62,6 +62,7 @@ STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its
 }
 
 
+TRANSFER_DONE = frozenset(s.value for s in TRANSFER_FINAL)
 PANE_TITLES = {"queue": "Queue", "active": "Active resumes", "graph": "Dependencies",
                "calls": "Calls & transfers", "events": "Events"}
 EMPTY_TEXTS = {"queue": "the queue is empty", "active": "nothing running", "graph": "select a process",
@@ -189,6 +190,9 @@ class SwitchboardApp(App[None]):
         Binding("slash", "filter", "Filter", id="filter", priority=True),
         Binding("e", "export", "Export", id="export", priority=True),
         Binding("g", "toggle_graph", "Graph", id="toggle_graph", priority=True),
+        # shown only while a transfer is chosen in the calls pane
+        Binding("y", "complete_transfer", "Complete", id="complete_transfer"),
+        Binding("x", "cancel_transfer", "Cancel transfer", id="cancel_transfer"),
         Binding("a", "toggle_all", "All", id="toggle_all", show=False, priority=True),
         Binding("tab", "focus_next", "Next pane", id="next_pane", show=False),
         Binding("question_mark", "help", "Help", id="help"),
@@ -612,6 +616,8 @@ class SwitchboardApp(App[None]):
                 rows.append((f"  ⇄ {t.id}", f"tr:{t.id}", t.status.value,
                              f"{t.from_agent}→{t.to_agent}: {summary}{source}"))
         self._set("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}")
+        if self._transfer_status() is not None:
+            self.refresh_bindings()  # the chosen transfer's keys follow its status
 
     def _refresh_header(self) -> None:
         counts = {state.value: n for state, n in self._counts.counts.items()}
@@ -678,6 +684,7 @@ class SwitchboardApp(App[None]):
                 self.selected_call = ident
             else:
                 self._select(ident)
+            self.refresh_bindings()  # a transfer's keys show while one is chosen
 
     def _select(self, pid: str) -> None:
         if pid != self.selected_id:
@@ -727,7 +734,49 @@ class SwitchboardApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.LIST_ACTIONS and (isinstance(self.screen, ModalScreen) or isinstance(self.focused, Input)):
             return False  # the key is the input's or the dialog's
+        if action in ("complete_transfer", "cancel_transfer"):
+            status = self._transfer_status()
+            if status is None:
+                return False  # not shown: no transfer is chosen
+            return status == "ready" if action == "complete_transfer" else status not in TRANSFER_DONE
         return True
+
+    def _transfer_status(self) -> str | None:
+        """The status of the transfer on the focused calls row, if that is a transfer."""
+        focused = self.focused
+        if isinstance(focused, RowList) and focused.id == "calls" and focused.selected is not None \
+                and focused.selected[1].startswith("tr:") and not isinstance(self.screen, ModalScreen):
+            return focused.selected[2]
+        return None
+
+    def _chosen_transfer(self) -> str | None:
+        chosen = self._chosen_row()
+        if chosen is None or chosen[0].id != "calls" or not chosen[1].startswith("tr:"):
+            return None
+        return chosen[1].partition(":")[2]
+
+    def action_complete_transfer(self, transfer_id: str | None = None) -> None:
+        transfer_id = transfer_id or self._chosen_transfer()
+        if transfer_id is None or not self._can_act():
+            return
+        self.run_worker(self._finish_transfer("transfer.complete", transfer_id, "completed"), group="transfer")
+
+    def action_cancel_transfer(self, transfer_id: str | None = None) -> None:
+        transfer_id = transfer_id or self._chosen_transfer()
+        if transfer_id is None or not self._can_act():
+            return
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self._finish_transfer("transfer.cancel", transfer_id, "cancelled")
+
+        self.push_screen(ConfirmScreen(f"Cancel transfer {transfer_id}?", "Cancel the transfer"), answered)
+
+    async def _finish_transfer(self, kind: str, transfer_id: str, done: str) -> None:
+        if await self._act(kind, {"id": transfer_id}) is not None:
+            self.notify(f"transfer {clean(transfer_id)} {done}", markup=False)
+            self._dirty.add("calls")
+            self._schedule_refresh()
 
     def _can_act(self) -> bool:
         if self.read_only:
@@ -776,6 +825,11 @@ class SwitchboardApp(App[None]):
 
     def action_details(self) -> None:
         focused = self.focused
+        if isinstance(focused, RowList) and focused.id == "calls":
+            transfer_id = self._chosen_transfer()
+            if transfer_id is not None:
+                self._show_transfer(transfer_id)
+                return
         if (isinstance(focused, RowList) and focused.id == "graph" and focused.chosen and not focused.unconfirmed
                 and not self.whole_graph):
             self._select(focused.chosen[1])
@@ -785,6 +839,17 @@ class SwitchboardApp(App[None]):
         ups = [d.dependency for d in self.source.graph.upstream(p.id)]
         downs = [d.dependent for d in self.source.graph.downstream(p.id)]
         self.push_screen(DetailsScreen(p, ups, downs, self.store))
+
+    def _show_transfer(self, transfer_id: str) -> None:
+        keys = {binding_id: shown for shown, _, binding_id, _ in self.key_hints() if binding_id}
+
+        def closed(what: str | None) -> None:
+            if what == "complete":
+                self.action_complete_transfer(transfer_id)
+            elif what == "cancel":
+                self.action_cancel_transfer(transfer_id)
+
+        self.push_screen(TransferScreen(transfer_id, self.store, keys), closed)
 
     def action_new_voice(self) -> None:
         if not self._can_act():
