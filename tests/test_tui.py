@@ -714,3 +714,51 @@ async def wait_for_status(store, transfer_id: str, status: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{transfer_id} never became {status}")
+
+
+async def test_a_refused_form_keeps_what_was_typed_and_shows_the_error_under_its_field(tmp_path):
+    from textual.widgets import Input, Label
+
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+
+        def field(name: str) -> Input:
+            return app.screen.query_one(f"#field-{name}", Input)
+
+        def error(name: str) -> str:
+            label = app.screen.query_one(f"#error-{name}", Label)
+            return str(label.render()) if label.display else ""
+
+        voices = sum(p.kind == "voice" for p in engine.processes.values())
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, FormScreen))
+        field("call").value = "bad id!"
+        field("text").focus()
+        await pilot.press(*"my bill is wrong", "enter")
+        await wait_for(lambda: "not a valid id" in error("call"))
+        assert isinstance(app.screen, FormScreen)
+        assert (field("call").value, field("text").value) == ("bad id!", "my bill is wrong")
+        assert app.screen.focused is field("call") and not error("text")
+        field("call").value = "call-42"
+        field("text").value = "   "
+        field("text").focus()
+        await pilot.press("enter")
+        await wait_for(lambda: "empty" in error("text"))
+        assert not error("call") and field("call").value == "call-42"
+        assert sum(p.kind == "voice" for p in engine.processes.values()) == voices  # nothing was written
+        field("text").value = "my bill is wrong"
+        await pilot.press("enter")
+        await wait_for(lambda: not isinstance(app.screen, FormScreen))
+        await wait_for(lambda: any(p.kind == "voice" and p.spec["call_id"] == "call-42"
+                                   for p in engine.processes.values()))
+        # the transfer form too: the same agent twice is refused beside "To agent"
+        app.selected_call = "call-42"
+        await pilot.press("t")
+        await wait_for(lambda: isinstance(app.screen, FormScreen))
+        await pilot.press(*"alice", "enter", *"alice", "enter")
+        await wait_for(lambda: "two different agents" in error("to"))
+        assert (field("from").value, field("to").value) == ("alice", "alice")
+        await pilot.press("escape", "q")

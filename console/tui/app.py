@@ -35,7 +35,7 @@ from textual.widgets import Input
 
 from console.model import TRANSFER_FINAL, Event, Process, State, UserError
 from console.settings import Settings
-from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen, TransferScreen
+from console.tui.screens import ConfirmScreen, DetailsScreen, FieldError, FormScreen, HelpScreen, TransferScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
 from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, literal, progress_cell, sparkline
 
@@ -856,17 +856,19 @@ class SwitchboardApp(App[None]):
             return
         call = self.selected_call or f"call-{time.strftime('%H%M%S')}"
 
-        async def submitted(values: dict[str, str] | None) -> None:
-            if values:
-                message = await self._act("voice", {"call_id": values["call"].strip(), "text": values["text"]})
-                if message:
-                    vr = json.loads(message)
-                    self.selected_call = vr["call_id"]
-                    self.notify(f"voice request {vr['id']} queued for call {clean(vr['call_id'])}", markup=False)
+        async def submit(values: dict[str, str]) -> FieldError | None:
+            try:
+                message = await self.source.act("voice", {"call_id": values["call"].strip(), "text": values["text"]})
+            except UserError as e:  # the engine's check: the form stays open, as typed
+                return _field_at_fault(str(e), {"call": "call", "the text": "text"}), clean(str(e))
+            vr = json.loads(message)
+            self.selected_call = vr["call_id"]
+            self.notify(f"voice request {vr['id']} queued for call {clean(vr['call_id'])}", markup=False)
+            return None
 
         self.push_screen(FormScreen("New voice request", [("call", "Call", call),
-                                                          ("text", "What the caller said", "")], ok="Send"),
-                         submitted)
+                                                          ("text", "What the caller said", "")], ok="Send",
+                                    submit=submit))
 
     def action_transfer(self) -> None:
         if not self._can_act():
@@ -876,15 +878,19 @@ class SwitchboardApp(App[None]):
             return
         call = self.selected_call
 
-        async def submitted(values: dict[str, str] | None) -> None:
-            if values:
-                message = await self._act("transfer", {"call_id": call, "from_agent": values["from"],
-                                                       "to_agent": values["to"]})
-                if message:
-                    self.notify(f"transfer {json.loads(message)['id']} started for call {clean(call)}", markup=False)
+        async def submit(values: dict[str, str]) -> FieldError | None:
+            try:
+                message = await self.source.act("transfer", {"call_id": call, "from_agent": values["from"],
+                                                              "to_agent": values["to"]})
+            except UserError as e:
+                fields = {"the from agent": "from", "the to agent": "to", "a transfer needs two": "to"}
+                return _field_at_fault(str(e), fields), clean(str(e))
+            self.notify(f"transfer {json.loads(message)['id']} started for call {clean(call)}", markup=False)
+            return None
 
         self.push_screen(FormScreen(f"Warm transfer of call {clean(call)}",
-                                    [("from", "From agent", ""), ("to", "To agent", "")], ok="Transfer"), submitted)
+                                    [("from", "From agent", ""), ("to", "To agent", "")], ok="Transfer",
+                                    submit=submit))
 
     def action_filter(self) -> None:
         focused = self.focused
@@ -1070,6 +1076,11 @@ class SwitchboardApp(App[None]):
                 self.notify("API key set for this session; resume the work that waited for it")
 
         self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
+
+
+def _field_at_fault(message: str, starts: dict[str, str]) -> str | None:
+    """The form field an engine's error is about, by how the message begins (None: the form)."""
+    return next((field for start, field in starts.items() if message.startswith(start)), None)
 
 
 def _row_label(list_id: str | None, key: Any) -> str:

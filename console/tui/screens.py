@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from rich.text import Text
 from textual import on
@@ -48,16 +48,29 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+# What a form's check answers when the values are refused: the field at fault (None: the
+# form as a whole) and why.
+FieldError = tuple["str | None", str]
+
+
 class FormScreen(ModalScreen[dict[str, str] | None]):
-    """A few labelled inputs; enter in the last one (or the OK button) submits."""
+    """A few labelled inputs; enter in the last one (or the OK button) submits. With `submit`
+    (async, values -> FieldError or None) the form stays open when the values are refused:
+    what was typed is kept, the error shows under its field, which gets the focus."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Back", show=False)]
+    DEFAULT_CSS = """
+    FormScreen .field-error { color: $text-error; text-style: bold; }
+    """
 
-    def __init__(self, title: str, fields: list[tuple[str, str, str]], ok: str = "OK"):
+    def __init__(self, title: str, fields: list[tuple[str, str, str]], ok: str = "OK",
+                 submit: Callable[[dict[str, str]], Awaitable[FieldError | None]] | None = None):
         super().__init__()
         self.form_title = title
         self.fields = fields  # (name, label, initial value)
         self.ok = ok
+        self.submit = submit
+        self._busy = False  # a submission is being checked: enter again does nothing
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -65,7 +78,10 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
             for name, label, value in self.fields:
                 yield Label(label)
                 yield Input(value=value, id=f"field-{name}")
-            yield Label("", id="form-error")
+                error = Label("", id=f"error-{name}", classes="field-error")
+                error.display = False
+                yield error
+            yield Label("", id="form-error", classes="field-error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.ok, id="ok", variant="primary")
@@ -77,20 +93,48 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
     def values(self) -> dict[str, str]:
         return {name: self.query_one(f"#field-{name}", Input).value for name, _, _ in self.fields}
 
-    def show_error(self, message: str) -> None:
-        self.query_one("#form-error", Label).update(literal(message, "bold red"))
+    def show_error(self, message: str, field: str | None = None) -> None:
+        """The error under its field (or under the form), the others cleared."""
+        for name, _, _ in self.fields:
+            label = self.query_one(f"#error-{name}", Label)
+            label.update(literal(message, "") if name == field else "")
+            label.display = name == field
+        self.query_one("#form-error", Label).update(literal(message) if field is None else "")
+        if field is not None:
+            self.query_one(f"#field-{field}", Input).focus()
+
+    async def _try_submit(self) -> None:
+        if self._busy:
+            return
+        values = self.values()
+        if self.submit is None:
+            self.dismiss(values)
+            return
+        self._busy = True
+        try:
+            error = await self.submit(values)
+        finally:
+            self._busy = False
+        if error is None:
+            self.dismiss(values)
+        else:
+            field, message = error
+            self.show_error(message, field if field in values else None)
 
     @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
+    async def _submitted(self, event: Input.Submitted) -> None:
         inputs = list(self.query(Input))
         if event.input is inputs[-1]:
-            self.dismiss(self.values())
+            await self._try_submit()
         else:
             inputs[inputs.index(event.input) + 1].focus()
 
     @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(self.values() if event.button.id == "ok" else None)
+    async def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            await self._try_submit()
+        else:
+            self.dismiss(None)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -190,6 +234,8 @@ class TransferScreen(ModalScreen[str | None]):
     """A warm transfer in full: who hands the call to whom, its whole summary, the call's latest
     turns. Its keys (the app's binding ids, so [tui.keymap] rebinds them here too) close it
     with what the user asked for: "complete" or "cancel"."""
+
+    DEFAULT_CSS = "TransferScreen { align: center middle; }"
 
     BINDINGS = [
         Binding("y", "finish('complete')", "Complete", id="complete_transfer"),
