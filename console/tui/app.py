@@ -703,10 +703,9 @@ class SwitchboardApp(App[None]):
         if not isinstance(focused, RowList) or focused.chosen is None:
             return None
         if focused.unconfirmed:
-            now = _row_label(focused.id, focused.chosen)
-            gone = _row_label(focused.id, focused.left) if focused.left is not None else "the chosen row"
-            self.notify(f"{gone} left the list; the cursor moved to {now}. Move the cursor to choose a row, "
-                        "then press the key again.", title="nothing done", severity="warning", markup=False)
+            gone = _row_label(focused.id, focused.left) if focused.left is not None else "The chosen row"
+            self.notify(f"{gone} left the list. Choose a row with ↑/↓, then press the key again.",
+                        title="nothing done", severity="warning", markup=False)
             return None
         return focused, focused.chosen
 

@@ -60,7 +60,7 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Back", show=False)]
     DEFAULT_CSS = """
-    FormScreen .field-error { color: $text-error; text-style: bold; }
+    FormScreen .field-error { width: 100%; color: $text-error; text-style: bold; }
     """
 
     def __init__(self, title: str, fields: list[tuple[str, str, str]], ok: str = "OK",
@@ -81,7 +81,7 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
                 error = Label("", id=f"error-{name}", classes="field-error")
                 error.display = False
                 yield error
-            yield Label("", id="form-error", classes="field-error")
+            yield Label("", id="form-error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.ok, id="ok", variant="primary")
@@ -97,9 +97,9 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
         """The error under its field (or under the form), the others cleared."""
         for name, _, _ in self.fields:
             label = self.query_one(f"#error-{name}", Label)
-            label.update(literal(message, "") if name == field else "")
+            label.update(Text(clean(message)) if name == field else "")  # wrapped: all of it is read
             label.display = name == field
-        self.query_one("#form-error", Label).update(literal(message) if field is None else "")
+        self.query_one("#form-error", Label).update(Text(clean(message), style="bold red") if field is None else "")
         if field is not None:
             self.query_one(f"#field-{field}", Input).focus()
 
@@ -304,7 +304,7 @@ def transfer_text(t: Transfer, turns: list[Turn]) -> Text:
     for key, value in (t.summary or {}).items():
         text.append(f"  {key.replace('_', ' ')}: ", style="bold")
         shown = "; ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-        text.append(clean(shown) + "\n")
+        text.append(clean(shown or "—") + "\n")
     if not t.summary:
         text.append("  — (not ready yet)\n")
     text.append("\nthe call's latest turns\n", style="bold")
