@@ -157,10 +157,6 @@ class OrderedView(Sequence[Process]):
                 insort(self._sorted, entry)
                 self._placed[pid] = entry
 
-    def index_of(self, pid: str) -> int | None:
-        entry = self._placed.get(pid)
-        return None if entry is None else bisect_left(self._sorted, entry)
-
     def snapshot(self) -> "OrderedSnapshot":
         """The order as it is now, unchanged by later updates: what a list is handed (a copy
         of the entries, not of the processes)."""
