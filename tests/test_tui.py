@@ -18,7 +18,7 @@ from console.model import State
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
-from console.tui.widgets import RowList
+from console.tui.widgets import RowList, clean
 
 SIZE = (120, 36)
 
@@ -33,6 +33,19 @@ async def started(pilot) -> SwitchboardApp:
     await wait_for(lambda: app.source is not None, timeout=10)
     await pilot.pause()
     return app
+
+
+def notifications(app) -> list[str]:
+    """What the app tells the user from now on (its toasts' text)."""
+    notes: list[str] = []
+    notify = app.notify
+
+    def recording(message, *args, **kwargs):
+        notes.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return notes
 
 
 async def select(pilot, list_id: str, pid: str) -> None:
@@ -514,3 +527,238 @@ def test_the_console_stops_gracefully_on_sigterm_and_when_its_terminal_goes(tmp_
     stopped = [p for p in states.values() if p["interruption"] and p["interruption"]["type"] == "shutdown"]
     assert stopped, states  # the step that was running was persisted by a graceful shutdown
     assert not [p for p in states.values() if p["state"] == "running"]
+
+
+async def test_the_cursor_stays_on_its_process_as_rows_arrive_above_and_r_acts_on_it(tmp_path):
+    """Rows inserted above the cursor move the selected process down the list: the cursor
+    goes with it, and `r` resumes that process, not whatever took its old line."""
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        queue = app.screen.query_one("#queue", RowList)
+        await select(pilot, "queue", "report")
+        before = [p.id for p in queue.items].index("report")
+        # held work newer than `report` is listed above it
+        await engine.load(workflow("".join(py(f"new{i}", "noop", extra="hold = true") for i in range(3))))
+        await wait_for(lambda: sum(p.id.startswith("new") for p in queue.items) == 3, timeout=5)
+        ids = [p.id for p in queue.items]
+        assert ids.index("report") > before  # it moved down...
+        assert queue.selected.id == "report" and queue.chosen == "report"  # ...and the cursor with it
+        await pilot.press("r")
+        await wait_for(lambda: engine.processes["report"].state is State.COMPLETED)
+        assert all(engine.processes[f"new{i}"].state is State.PENDING for i in range(3))
+        await pilot.press("q")
+
+
+async def test_when_the_selected_row_leaves_nothing_acts_on_its_neighbour_until_a_key_moves(tmp_path):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        queue = app.screen.query_one("#queue", RowList)
+        notes = notifications(app)
+        await engine.load(workflow(py("gone", "noop", extra="hold = true") + py("stays", "noop", extra="hold = true")))
+        await select(pilot, "queue", "gone")
+        await engine.resume("gone")  # runs and completes: it leaves the queue
+        await wait_for(lambda: all(p.id != "gone" for p in queue.items), timeout=5)
+        assert queue.unconfirmed and queue.selected is not None
+        neighbour = queue.selected.id
+        state = engine.processes[neighbour].state
+        for key in ("r", "R", "c", "enter"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert app.screen is app.screen_stack[0]  # no dialog, no details
+        assert engine.processes[neighbour].state is state
+        assert any("gone left the list" in note for note in notes)
+        await pilot.press("up", "down") if queue.cursor == 0 else await pilot.press("down", "up")
+        assert not queue.unconfirmed
+        chosen = queue.selected.id
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen) and app.screen.process.id == chosen
+        await pilot.press("escape", "q")
+
+
+async def test_a_filter_shows_in_the_title_and_a_cleared_filter_leaves_the_list_live(tmp_path):
+    """/vr, backspace twice, esc: the queue is the whole queue again and keeps up with new
+    work. A filter that is on says so in the pane's title, with how many rows it lets
+    through; a list the filter empties says that, not that there is nothing."""
+    from console.tui.source import OrderedView
+
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        engine = app.engine
+        queue = app.screen.query_one("#queue", RowList)
+
+        def fresh() -> list[str]:  # the queue as the engine has it now
+            return [p.id for p in OrderedView(engine.processes, lambda p: app.source.queue_key(p, False))]
+
+        await pilot.press("down", "slash", "v", "r")
+        await wait_for(lambda: [p.id for p in queue.items] == ["vr-0001", "vr-0002"])
+        assert queue.border_title == f"Queue — filter: vr (2 of {len(fresh())})"
+        await pilot.press("backspace", "backspace", "escape")
+        await wait_for(lambda: [p.id for p in queue.items] == fresh())
+        assert queue.border_title == "Queue"
+        await engine.load(workflow("".join(py(f"new{i}", "noop", extra="hold = true") for i in range(3))))
+        await wait_for(lambda: [p.id for p in queue.items] == fresh() and "new2" in fresh(), timeout=5)
+        assert len({p.id for p in queue.items}) == len(queue.items)
+        # an emptied list says why it is empty
+        await pilot.press("slash", *"zzz", "enter")
+        await wait_for(lambda: not queue.items)
+        assert queue.border_title == f"Queue — filter: zzz (0 of {len(fresh())})"
+        assert "filter" in queue.empty and "queue is empty" not in queue.empty
+        await pilot.press("q")
+
+
+async def _palette(pilot, command: str) -> None:
+    from textual.command import CommandPalette
+
+    await pilot.press("ctrl+p")
+    await wait_for(lambda: isinstance(pilot.app.screen, CommandPalette))
+    await pilot.press(*command)
+    await pilot.pause(0.5)  # the palette searches its commands as the text changes
+    await pilot.press("enter")
+
+
+@pytest.mark.parametrize("command, state, count", [("Resume all interrupted", State.INTERRUPTED, 2),
+                                                   ("Cancel all queued", None, 3)])
+async def test_bulk_actions_from_the_palette_ask_first_naming_how_many(tmp_path, command, state, count):
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        if state is None:  # three queued (held, then asked for: nothing else runs beside the gate)
+            await engine.load(workflow(py("gate", "wait_gate", gate="never", resources="{ cpu_intensive = 2 }")
+                                       + "".join(py(f"q{i}", "noop", resources="{ cpu_intensive = 2 }",
+                                                    extra="hold = true") for i in range(count))))
+            await wait_for(lambda: engine.processes["gate"].state is State.RUNNING)
+            for i in range(count):
+                await engine.resume(f"q{i}")
+            targets = [p.id for p in app.source.queue()]
+        else:
+            targets = [p.id for p in engine.processes.values() if p.state is state]
+        assert len(targets) >= count
+        attempts = {pid: engine.processes[pid].attempt for pid in targets}
+        await _palette(pilot, command)
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        assert f" {len(targets)} " in app.screen.question
+        await pilot.press("enter")  # the focused button is the safe one
+        await pilot.pause(0.2)
+        assert {pid: engine.processes[pid].attempt for pid in targets} == attempts
+        assert state is None or all(engine.processes[pid].state is state for pid in targets)
+        await _palette(pilot, command)
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")
+        if state is None:
+            await wait_for(lambda: all(engine.processes[pid].state is State.CANCELLED for pid in targets))
+        else:
+            await wait_for(lambda: all(engine.processes[pid].attempt > attempts[pid] for pid in targets))
+        await pilot.press("q")
+
+
+async def test_a_transfer_can_be_read_in_full_and_completed_or_cancelled_with_keys_from_the_footer(tmp_path):
+    from console.tui.screens import TransferScreen
+    from console.voice.center import call_center
+
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        store = app.store
+        first = (await store.list_transfers(call_id="call-7"))[0]
+        second = await call_center(app.engine).create_transfer("call-8", "carol", "dave")
+        await wait_for(lambda: app.engine.processes[second.id].state is State.COMPLETED)
+        calls = app.screen.query_one("#calls", RowList)
+        keys = app.screen.query_one("#keys")
+        await wait_for(lambda: {f"tr:{first.id}", f"tr:{second.id}"} <= {row[1] for row in calls.items}
+                       and all(row[2] == "ready" for row in calls.items if row[1].startswith("tr:")), timeout=5)
+        calls.focus()
+        calls.cursor = next(i for i, row in enumerate(calls.items) if row[1] == "call:call-7")
+        await pilot.pause()
+        assert "Complete" not in keys.render().plain  # a call is chosen, not a transfer
+        await pilot.press("y")
+        assert (await store.get_transfer(first.id)).status.value == "ready"
+        calls.cursor = next(i for i, row in enumerate(calls.items) if row[1] == f"tr:{first.id}")
+        await wait_for(lambda: "y Complete" in keys.render().plain and "x Cancel transfer" in keys.render().plain)
+        # enter: the whole summary, and its keys
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, TransferScreen) and app.screen.transfer is not None)
+        shown = app.screen.query_one("#transfer-summary").render().plain
+        for value in first.summary.values():
+            text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+            assert clean(text) in shown  # all of it, as text (control characters made visible)
+        assert "alice → bob" in shown
+        await pilot.press("y")  # completes it from the details view
+        await wait_for(lambda: isinstance(app.screen, TransferScreen) is False)
+        await wait_for_status(store, first.id, "completed")
+        # x on the other: asks, then cancels
+        await wait_for(lambda: any(row[1] == f"tr:{second.id}" for row in calls.items))
+        calls.cursor = next(i for i, row in enumerate(calls.items) if row[1] == f"tr:{second.id}")
+        await pilot.pause()
+        await pilot.press("x")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")
+        await wait_for_status(store, second.id, "cancelled")
+        await pilot.press("q")
+
+
+async def wait_for_status(store, transfer_id: str, status: str) -> None:
+    for _ in range(100):
+        if (await store.get_transfer(transfer_id)).status.value == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{transfer_id} never became {status}")
+
+
+async def test_a_refused_form_keeps_what_was_typed_and_shows_the_error_under_its_field(tmp_path):
+    from textual.widgets import Input, Label
+
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+
+        def field(name: str) -> Input:
+            return app.screen.query_one(f"#field-{name}", Input)
+
+        def error(name: str) -> str:
+            label = app.screen.query_one(f"#error-{name}", Label)
+            return str(label.render()) if label.display else ""
+
+        voices = sum(p.kind == "voice" for p in engine.processes.values())
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, FormScreen))
+        field("call").value = "bad id!"
+        field("text").focus()
+        await pilot.press(*"my bill is wrong", "enter")
+        await wait_for(lambda: "not a valid id" in error("call"))
+        assert isinstance(app.screen, FormScreen)
+        assert (field("call").value, field("text").value) == ("bad id!", "my bill is wrong")
+        assert app.screen.focused is field("call") and not error("text")
+        field("call").value = "call-42"
+        field("text").value = "   "
+        field("text").focus()
+        await pilot.press("enter")
+        await wait_for(lambda: "empty" in error("text"))
+        assert not error("call") and field("call").value == "call-42"
+        assert sum(p.kind == "voice" for p in engine.processes.values()) == voices  # nothing was written
+        field("text").value = "my bill is wrong"
+        await pilot.press("enter")
+        await wait_for(lambda: not isinstance(app.screen, FormScreen))
+        await wait_for(lambda: any(p.kind == "voice" and p.spec["call_id"] == "call-42"
+                                   for p in engine.processes.values()))
+        # the transfer form too: the same agent twice is refused beside "To agent"
+        app.selected_call = "call-42"
+        await pilot.press("t")
+        await wait_for(lambda: isinstance(app.screen, FormScreen))
+        await pilot.press(*"alice", "enter", *"alice", "enter")
+        await wait_for(lambda: "two different agents" in error("to"))
+        assert (field("from").value, field("to").value) == ("alice", "alice")
+        await pilot.press("escape", "q")

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -26,15 +26,16 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.geometry import Region
+from textual.markup import escape as markup_escape
 from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input
 
-from console.model import Event, Process, State, UserError
+from console.model import TRANSFER_FINAL, Event, Process, State, UserError
 from console.settings import Settings
 from console.tui.deck import BREAKPOINTS, PaneDeck
-from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
+from console.tui.screens import ConfirmScreen, DetailsScreen, FieldError, FormScreen, HelpScreen, TransferScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
 from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, progress_cell, sparkline
 
@@ -64,6 +65,16 @@ STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its
     "failed": "error", "interrupted": "warning", "cancelled": "foreground", "blocked": "error",
     "pending": "foreground",
 }
+
+
+TRANSFER_DONE = frozenset(s.value for s in TRANSFER_FINAL)
+EMPTY_TEXTS = {"queue": "the queue is empty", "active": "nothing running", "graph": "select a process",
+               "calls": "no calls yet", "events": "no events yet"}
+
+
+def _process_text(p: Process) -> str:
+    """What a filter matches in a process's row."""
+    return f"{p.id} {p.kind} {p.state.value} {p.reason or ''}"
 
 
 def _age(ts: float | None, now: float) -> str:
@@ -210,6 +221,9 @@ class SwitchboardApp(App[None]):
         Binding("slash", "filter", "Filter", id="filter", priority=True),
         Binding("e", "export", "Export", id="export", priority=True),
         Binding("g", "toggle_graph", "Graph", id="toggle_graph", priority=True),
+        # shown only while a transfer is chosen in the calls pane
+        Binding("y", "complete_transfer", "Complete", id="complete_transfer"),
+        Binding("x", "cancel_transfer", "Cancel transfer", id="cancel_transfer"),
         Binding("a", "toggle_all", "All", id="toggle_all", show=False, priority=True),
         Binding("tab", "focus_next", "Next pane", id="next_pane", show=False),
         Binding("question_mark", "help", "Help", id="help"),
@@ -243,6 +257,7 @@ class SwitchboardApp(App[None]):
         self._touched: set[str] = set()  # processes changed since the last refresh
         self._painted: dict[str, float] = {}  # when each list was last handed its rows
         self._lists: dict[str, RowList] = {}
+        self._titles: dict[str, str] = {}  # each pane's title as last set
         self._queue_view: OrderedView | None = None
         self._counts: StateCounts | None = None
         self._graph_layout = GraphLayout()  # the whole-graph view's rows
@@ -272,19 +287,19 @@ class SwitchboardApp(App[None]):
         # dropped first (`drop`) when the pane is narrow.
         yield RowList([Column("PRI", 4), Column("PROCESS", 0, fit=_process_id), Column("KIND", 5, drop=1),
                        Column("STATE", 11), Column("WHY IT WAITS", 0), Column("TRY", 4, drop=2), Column("AGE", 6)],
-                      self._queue_row, key=lambda p: p.id, empty="the queue is empty", id="queue", classes="pane")
+                      self._queue_row, key=lambda p: p.id, empty=EMPTY_TEXTS["queue"], id="queue", classes="pane")
         yield PaneDeck(
             RowList([Column("PROCESS", 0, fit=_process_id), Column("PROGRESS", ACTIVE_BAR_WIDTH),
                      Column("STAGE", 12, drop=2), Column("ELAPSED", 7), Column("HOLDS", 6, drop=1)],
-                    self._active_row, key=lambda p: p.id, empty="nothing running", id="active", classes="pane"),
+                    self._active_row, key=lambda p: p.id, empty=EMPTY_TEXTS["active"], id="active", classes="pane"),
             RowList([Column("PROCESS", 0, fit=lambda r: r[0] + r[1]), Column("EDGE", 17), Column("STATE", 11)],
-                    self._graph_row, key=lambda r: (r[0], r[1]), empty="select a process", id="graph",
+                    self._graph_row, key=lambda r: (r[0], r[1]), empty=EMPTY_TEXTS["graph"], id="graph",
                     classes="pane"),
             RowList([Column("CALL · WORK", 0, fit=lambda r: r[0]), Column("STATUS", 11), Column("LATEST", 0)],
-                    self._call_row, key=lambda r: r[1], empty="no calls yet", id="calls", classes="pane"),
+                    self._call_row, key=lambda r: r[1], empty=EMPTY_TEXTS["calls"], id="calls", classes="pane"),
             RowList([Column("TIME", 8, drop=1), Column("PROCESS", 0, fit=lambda e: e.process_id or ""),
                      Column("EVENT", 11), Column("MESSAGE", 0)],
-                    self._event_row, key=lambda e: e.seq, empty="no events yet", follow_end=True,
+                    self._event_row, key=lambda e: e.seq, empty=EMPTY_TEXTS["events"], follow_end=True,
                     id="events", classes="pane"),
             id="lower")
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
@@ -454,15 +469,13 @@ class SwitchboardApp(App[None]):
         for name in lists[:LISTS_PER_PASS]:
             self._painted[name] = now
             if name == "queue":
-                self._set("queue", self._filtered("queue", self._queue_view,
-                                                  lambda p: f"{p.id} {p.kind} {p.state.value} {p.reason}"))
+                self._set("queue", self._queue_view.snapshot(), _process_text)
             elif name == "active":
-                self._set("active", self.source.running())
+                self._set("active", self.source.running(), _process_text)
             elif name == "graph":
                 self._refresh_graph()
             else:
-                self._set("events", self._filtered("events", list(self._events),
-                                                   lambda e: f"{e.process_id} {e.type} {e.message}"))
+                self._set("events", list(self._events), lambda e: f"{e.process_id} {e.type} {e.message}")
         waits = []  # until the next pass, for what this one left
         if self._touched:  # the rest of a large load: in the next passes
             self._dirty.update({"queue", "header"})
@@ -483,15 +496,30 @@ class SwitchboardApp(App[None]):
         if "header" in dirty:
             self._refresh_header()
 
-    def _set(self, list_id: str, items: Sequence[Any]) -> None:
+    def _set(self, list_id: str, items: Sequence[Any], text: Callable[[Any], str]) -> None:
+        """Hand a list its rows, through its filter (`text(row)` is what the filter matches);
+        the pane's title says a filter is on and how many rows it lets through."""
         rows = self._lists.get(list_id)
         if rows is None:  # looked up once: a query walks the DOM
             rows = self._lists[list_id] = self.screen_stack[0].query_one(f"#{list_id}", RowList)
-        rows.set_items(items)
+        needle = self.filters.get(list_id, "")
+        shown = [x for x in items if needle.lower() in text(x).lower()] if needle else items
+        title = self._pane_title(list_id)
+        if needle:
+            title = f"{title} — filter: {clean(needle)} ({len(shown)} of {len(items)})"
+        rows.empty = "nothing matches the filter (/ to change it)" if needle else EMPTY_TEXTS[list_id]
+        rows.set_items(shown)
+        if self._titles.get(list_id) != title:  # setting a title repaints the whole pane
+            self._titles[list_id] = title
+            if list_id == "queue":
+                rows.border_title = markup_escape(title)
+            else:  # the lower panes share a deck, which draws their titles (as tabs when narrow)
+                self.query_one(PaneDeck).set_title(list_id, markup_escape(title))
 
-    def _filtered(self, name: str, items: Sequence[Any], text: Any) -> Sequence[Any]:
-        needle = self.filters.get(name, "").lower()
-        return [x for x in items if needle in text(x).lower()] if needle else items
+    def _pane_title(self, list_id: str) -> str:
+        if list_id == "graph":
+            return "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
+        return PANE_TITLES[list_id][0]
 
     def _count_completion(self) -> None:
         self._roll_minutes()
@@ -583,15 +611,12 @@ class SwitchboardApp(App[None]):
         src = self.source
         rows: Sequence[tuple[str, str, str]] = []
         if self.whole_graph:
-            rows = self._filtered("graph", list(self._graph_layout.sync(src.processes, src.graph)),
-                                  lambda r: f"{r[1]} {self._state_of(r[1])}")
+            rows = list(self._graph_layout.sync(src.processes, src.graph))
         elif self.selected_id and self.selected_id in src.processes:
             pid = self.selected_id
             rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
                     + [("↓ ", d.dependent, _edge_label(d)) for d in src.graph.downstream(pid)])
-        self._set("graph", rows)
-        self.query_one(PaneDeck).set_title(
-            "graph", "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)")
+        self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self._state_of(r[1])}")
 
     def _state_of(self, pid: str) -> str:
         p = self.source.processes.get(pid) if self.source else None
@@ -629,7 +654,9 @@ class SwitchboardApp(App[None]):
                 source = " (local summary)" if t.summary_source == "extractive" else ""
                 rows.append((f"  ⇄ {t.id}", f"tr:{t.id}", t.status.value,
                              f"{t.from_agent}→{t.to_agent}: {summary}{source}"))
-        self._set("calls", self._filtered("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}"))
+        self._set("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}")
+        if self._transfer_status() is not None:
+            self.refresh_bindings()  # the chosen transfer's keys follow its status
 
     def _refresh_header(self) -> None:
         counts = {state.value: n for state, n in self._counts.counts.items()}
@@ -702,9 +729,8 @@ class SwitchboardApp(App[None]):
             if kind == "call":
                 self.selected_call = ident
             else:
-                self.selected_id = ident
-                self._dirty.add("graph")
-                self._schedule_refresh()
+                self._select(ident)
+            self.refresh_bindings()  # a transfer's keys show while one is chosen
 
     def _select(self, pid: str) -> None:
         if pid != self.selected_id:
@@ -716,25 +742,86 @@ class SwitchboardApp(App[None]):
     def _chosen(self, event: RowList.Chosen) -> None:
         self.action_details()
 
-    def _focused_process(self) -> Process | None:
+    def _chosen_row(self) -> tuple[RowList, Any] | None:
+        """The focused list and the key of the row the user chose in it; None (and says why)
+        when the cursor moved there by itself because the chosen row left the list."""
         focused = self.focused
-        if isinstance(focused, RowList) and focused.id == "graph" and focused.selected:
-            pid = focused.selected[1]
-        elif isinstance(focused, RowList) and focused.id == "calls" and focused.selected:
-            kind, _, ident = focused.selected[1].partition(":")
+        if not isinstance(focused, RowList) or focused.chosen is None:
+            return None
+        if focused.unconfirmed:
+            gone = _row_label(focused.id, focused.left) if focused.left is not None else "The chosen row"
+            self.notify(f"{gone} left the list. Choose a row with ↑/↓, then press the key again.",
+                        title="nothing done", severity="warning", markup=False)
+            return None
+        return focused, focused.chosen
+
+    def _focused_process(self) -> Process | None:
+        """The process the keys act on: the one on the row the user chose, looked up by its id
+        (never by the row's position, which moves as the list changes)."""
+        chosen = self._chosen_row()
+        if chosen is None or self.source is None:
+            return None
+        rows, key = chosen
+        pid: str | None = None
+        if rows.id in ("queue", "active"):
+            pid = key
+        elif rows.id == "graph":
+            pid = key[1]
+        elif rows.id == "calls":
+            kind, _, ident = key.partition(":")
             pid = ident if kind in ("vr", "tr") else None
-        elif isinstance(focused, RowList) and focused.id in ("queue", "active") and focused.selected:
-            pid = focused.selected.id
-        else:
-            pid = self.selected_id
-        return self.source.processes.get(pid) if self.source and pid else None
+        elif rows.id == "events":
+            pid = rows.selected.process_id if rows.selected is not None else None
+        return self.source.processes.get(pid) if pid else None
 
     # -- actions ---------------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.LIST_ACTIONS and (isinstance(self.screen, ModalScreen) or isinstance(self.focused, Input)):
             return False  # the key is the input's or the dialog's
+        if action in ("complete_transfer", "cancel_transfer"):
+            status = self._transfer_status()
+            if status is None:
+                return False  # not shown: no transfer is chosen
+            return status == "ready" if action == "complete_transfer" else status not in TRANSFER_DONE
         return True
+
+    def _transfer_status(self) -> str | None:
+        """The status of the transfer on the focused calls row, if that is a transfer."""
+        focused = self.focused
+        if isinstance(focused, RowList) and focused.id == "calls" and focused.selected is not None \
+                and focused.selected[1].startswith("tr:") and not isinstance(self.screen, ModalScreen):
+            return focused.selected[2]
+        return None
+
+    def _chosen_transfer(self) -> str | None:
+        chosen = self._chosen_row()
+        if chosen is None or chosen[0].id != "calls" or not chosen[1].startswith("tr:"):
+            return None
+        return chosen[1].partition(":")[2]
+
+    def action_complete_transfer(self, transfer_id: str | None = None) -> None:
+        transfer_id = transfer_id or self._chosen_transfer()
+        if transfer_id is None or not self._can_act():
+            return
+        self.run_worker(self._finish_transfer("transfer.complete", transfer_id, "completed"), group="transfer")
+
+    def action_cancel_transfer(self, transfer_id: str | None = None) -> None:
+        transfer_id = transfer_id or self._chosen_transfer()
+        if transfer_id is None or not self._can_act():
+            return
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self._finish_transfer("transfer.cancel", transfer_id, "cancelled")
+
+        self.push_screen(ConfirmScreen(f"Cancel transfer {transfer_id}?", "Cancel the transfer"), answered)
+
+    async def _finish_transfer(self, kind: str, transfer_id: str, done: str) -> None:
+        if await self._act(kind, {"id": transfer_id}) is not None:
+            self.notify(f"transfer {clean(transfer_id)} {done}", markup=False)
+            self._dirty.add("calls")
+            self._schedule_refresh()
 
     def _can_act(self) -> bool:
         if self.read_only:
@@ -754,8 +841,10 @@ class SwitchboardApp(App[None]):
         return message
 
     async def action_resume(self, force: bool = False) -> None:
+        if not self._can_act():
+            return
         p = self._focused_process()
-        if p is None or not self._can_act():
+        if p is None:
             return
         message = await self._act("resume", {"id": p.id, "force": force})
         if message:
@@ -765,8 +854,10 @@ class SwitchboardApp(App[None]):
         await self.action_resume(force=True)
 
     def action_cancel(self) -> None:
+        if not self._can_act():
+            return
         p = self._focused_process()
-        if p is None or not self._can_act():
+        if p is None:
             return
 
         async def answered(yes: bool | None) -> None:
@@ -779,8 +870,14 @@ class SwitchboardApp(App[None]):
 
     def action_details(self) -> None:
         focused = self.focused
-        if isinstance(focused, RowList) and focused.id == "graph" and focused.selected and not self.whole_graph:
-            self._select(focused.selected[1])
+        if isinstance(focused, RowList) and focused.id == "calls":
+            transfer_id = self._chosen_transfer()
+            if transfer_id is not None:
+                self._show_transfer(transfer_id)
+                return
+        if (isinstance(focused, RowList) and focused.id == "graph" and focused.chosen and not focused.unconfirmed
+                and not self.whole_graph):
+            self._select(focused.chosen[1])
         p = self._focused_process()
         if p is None or self.source is None:
             return
@@ -788,22 +885,35 @@ class SwitchboardApp(App[None]):
         downs = [d.dependent for d in self.source.graph.downstream(p.id)]
         self.push_screen(DetailsScreen(p, ups, downs, self.store))
 
+    def _show_transfer(self, transfer_id: str) -> None:
+        keys = {binding_id: shown for shown, _, binding_id, _ in self.key_hints() if binding_id}
+
+        def closed(what: str | None) -> None:
+            if what == "complete":
+                self.action_complete_transfer(transfer_id)
+            elif what == "cancel":
+                self.action_cancel_transfer(transfer_id)
+
+        self.push_screen(TransferScreen(transfer_id, self.store, keys), closed)
+
     def action_new_voice(self) -> None:
         if not self._can_act():
             return
         call = self.selected_call or f"call-{time.strftime('%H%M%S')}"
 
-        async def submitted(values: dict[str, str] | None) -> None:
-            if values:
-                message = await self._act("voice", {"call_id": values["call"].strip(), "text": values["text"]})
-                if message:
-                    vr = json.loads(message)
-                    self.selected_call = vr["call_id"]
-                    self.notify(f"voice request {vr['id']} queued for call {clean(vr['call_id'])}", markup=False)
+        async def submit(values: dict[str, str]) -> FieldError | None:
+            try:
+                message = await self.source.act("voice", {"call_id": values["call"].strip(), "text": values["text"]})
+            except UserError as e:  # the engine's check: the form stays open, as typed
+                return _field_at_fault(str(e), {"call": "call", "the text": "text"}), clean(str(e))
+            vr = json.loads(message)
+            self.selected_call = vr["call_id"]
+            self.notify(f"voice request {vr['id']} queued for call {clean(vr['call_id'])}", markup=False)
+            return None
 
         self.push_screen(FormScreen("New voice request", [("call", "Call", call),
-                                                          ("text", "What the caller said", "")], ok="Send"),
-                         submitted)
+                                                          ("text", "What the caller said", "")], ok="Send",
+                                    submit=submit))
 
     def action_transfer(self) -> None:
         if not self._can_act():
@@ -813,15 +923,19 @@ class SwitchboardApp(App[None]):
             return
         call = self.selected_call
 
-        async def submitted(values: dict[str, str] | None) -> None:
-            if values:
-                message = await self._act("transfer", {"call_id": call, "from_agent": values["from"],
-                                                       "to_agent": values["to"]})
-                if message:
-                    self.notify(f"transfer {json.loads(message)['id']} started for call {clean(call)}", markup=False)
+        async def submit(values: dict[str, str]) -> FieldError | None:
+            try:
+                message = await self.source.act("transfer", {"call_id": call, "from_agent": values["from"],
+                                                              "to_agent": values["to"]})
+            except UserError as e:
+                fields = {"the from agent": "from", "the to agent": "to", "a transfer needs two": "to"}
+                return _field_at_fault(str(e), fields), clean(str(e))
+            self.notify(f"transfer {json.loads(message)['id']} started for call {clean(call)}", markup=False)
+            return None
 
         self.push_screen(FormScreen(f"Warm transfer of call {clean(call)}",
-                                    [("from", "From agent", ""), ("to", "To agent", "")], ok="Transfer"), submitted)
+                                    [("from", "From agent", ""), ("to", "To agent", "")], ok="Transfer",
+                                    submit=submit))
 
     def action_filter(self) -> None:
         focused = self.focused
@@ -959,26 +1073,40 @@ class SwitchboardApp(App[None]):
         yield SystemCommand("Show or hide completed processes", "In the queue pane", self.action_toggle_all)
         yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", self._ask_key)
 
-    async def _resume_all(self) -> None:
+    def _resume_all(self) -> None:
         if not self._can_act():
             return
         ids = [p.id for p in self.source.processes.values() if p.state is State.INTERRUPTED]
-        for pid in ids:
-            await self._act("resume", {"id": pid})
-        self.notify(f"resumed {len(ids)} interrupted process(es)")
+        self._confirm_bulk(ids, "resume", "Resume all {n} interrupted {processes}?", "Resume {n}",
+                           "resumed {done} interrupted {processes}")
 
     def _cancel_all(self) -> None:
         if not self._can_act():
             return
         ids = [p.id for p in self.source.queue()]
+        self._confirm_bulk(ids, "cancel", "Cancel all {n} queued or waiting {processes}?", "Cancel {n}",
+                           "cancelled {done} queued {processes}")
 
-        async def answered(yes: bool | None) -> None:
-            if yes:
-                for pid in ids:
-                    await self._act("cancel", {"id": pid})
-                self.notify(f"cancelled {len(ids)} queued process(es)")
+    def _confirm_bulk(self, ids: list[str], kind: str, question: str, yes: str, done: str) -> None:
+        """Asks before acting on many processes, naming how many; acts on exactly those."""
+        if not ids:
+            self.notify(f"nothing to {kind}")
+            return
 
-        self.push_screen(ConfirmScreen(f"Cancel all {len(ids)} queued processes?", "Cancel them all"), answered)
+        def plural(n: int) -> str:
+            return "process" if n == 1 else "processes"
+
+        async def answered(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            acted = 0
+            for pid in ids:
+                if await self._act(kind, {"id": pid}) is not None:
+                    acted += 1
+            self.notify(done.format(done=acted, processes=plural(acted)))
+
+        n = len(ids)
+        self.push_screen(ConfirmScreen(question.format(n=n, processes=plural(n)), yes.format(n=n)), answered)
 
     def _ask_workflow(self) -> None:
         if not self._can_act():
@@ -1017,6 +1145,22 @@ class SwitchboardApp(App[None]):
 
 def _process_id(p: Process) -> str:
     return p.id
+
+
+def _field_at_fault(message: str, starts: dict[str, str]) -> str | None:
+    """The form field an engine's error is about, by how the message begins (None: the form)."""
+    return next((field for start, field in starts.items() if message.startswith(start)), None)
+
+
+def _row_label(list_id: str | None, key: Any) -> str:
+    """A row's key as the user reads it: a process id, a call or transfer id, an event."""
+    if list_id == "graph":
+        return clean(key[1])
+    if list_id == "calls":
+        return clean(str(key).partition(":")[2])
+    if list_id == "events":
+        return f"event #{key}"
+    return clean(key)
 
 
 def _edge_label(d: Any) -> str:

@@ -157,6 +157,42 @@ class OrderedView(Sequence[Process]):
                 insort(self._sorted, entry)
                 self._placed[pid] = entry
 
+    def snapshot(self) -> "OrderedSnapshot":
+        """The order as it is now, unchanged by later updates: what a list is handed (a copy
+        of the entries, not of the processes)."""
+        return OrderedSnapshot(self._processes, list(self._sorted), self._placed)
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    @overload
+    def __getitem__(self, index: int) -> Process: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Process]: ...
+    def __getitem__(self, index: int | slice) -> Process | list[Process]:
+        if isinstance(index, slice):
+            return [self._processes[pid] for _, pid in self._sorted[index]]
+        return self._processes[self._sorted[index][1]]
+
+
+class OrderedSnapshot(Sequence[Process]):
+    """An OrderedView's order at one moment: a copy of its entries (a list of pointers, cheap),
+    not of the processes."""
+
+    def __init__(self, processes: dict[str, Process], entries: list[tuple[Any, str]],
+                 live_places: dict[str, tuple[Any, str]]) -> None:
+        self._processes = processes
+        self._sorted = entries
+        self._live_places = live_places  # the view's, which may have moved on since
+
+    def index_of(self, pid: str) -> int | None:
+        entry = self._live_places.get(pid)
+        if entry is not None:  # most processes have not moved since: found by bisection
+            i = bisect_left(self._sorted, entry)
+            if i < len(self._sorted) and self._sorted[i][1] == pid:
+                return i
+        return next((i for i, (_, placed) in enumerate(self._sorted) if placed == pid), None)
+
     def __len__(self) -> int:
         return len(self._sorted)
 

@@ -258,29 +258,67 @@ class RowList(Widget, can_focus=True):
         self._frame_lines: LineFrame | None = None  # see render_lines
         self._frame: tuple[bool, int, tuple[tuple[int, int], ...], tuple[int, int]] = (False, 1, (), (0, 0))
         self._drawn: list[Any] = []  # what each line on screen shows, to repaint only changes
+        # The cursor stays on an item, not on a line: `chosen` is the key of the item it is on,
+        # `_neighbours` the keys of the items after and before it, where it goes if that item
+        # leaves the list. `unconfirmed` says it went there by itself: nothing should act on
+        # that row until the user moves the cursor.
+        self.chosen: Any = None  # (keys are never None)
+        self._neighbours: tuple[Any, ...] = ()
+        self.unconfirmed = False
+        self.left: Any = None  # the key of the item that left while chosen, until the user moves
 
     # -- data -----------------------------------------------------------------------------
 
     def set_items(self, items: Sequence[Any]) -> None:
-        previous = self.selected
+        """Show `items`. The sequence must not change afterwards (hand over a copy or a
+        snapshot): the cursor is placed by what the list held, and lines are drawn from it."""
+        previous = self.chosen
         at_end = self.follow_end and (not self.items or self.cursor >= len(self.items) - 1)
         self.items = items
-        if at_end and items:
+        found = None if previous is None or not items else self._index_of(previous)
+        if previous is not None and found is None:  # it left: the user must confirm what is there now
+            if not self.unconfirmed:
+                self.left = previous
+            self.unconfirmed = True
+        if not items:
+            cursor = 0
+        elif at_end:
             cursor = len(items) - 1
-        elif previous is not None:
-            wanted = self.key(previous)
-            # keep the cursor on the same item when it is still near where it was
-            lo, hi = max(0, self.cursor - 50), min(len(items), self.cursor + 50)
-            cursor = next((i for i in range(lo, hi) if self.key(items[i]) == wanted),
-                          min(self.cursor, max(0, len(items) - 1)))
+        elif found is not None:
+            cursor = found
+        elif previous is not None:  # the neighbour that takes its place, else the one before it
+            cursor = next((i for i in map(self._index_of, self._neighbours) if i is not None),
+                          min(self.cursor, len(items) - 1))
         else:
-            cursor = min(self.cursor, max(0, len(items) - 1))
+            cursor = min(self.cursor, len(items) - 1)
         self.set_reactive(RowList.cursor, cursor)
+        self._note_choice()
         self._scroll_to_cursor()
         self._repaint()
         now = self.selected
-        if now is not None and (previous is None or self.key(now) != self.key(previous)):
+        if now is not None and self.chosen != previous:
             self.post_message(self.Highlighted(self, now))  # the row under the cursor changed
+
+    def _index_of(self, key: Any) -> int | None:
+        """Where the item with this key is: looked for near the cursor first, then by the
+        sequence's own `index_of(key)` when it has one, else through the whole list."""
+        items = self.items
+        lo, hi = max(0, self.cursor - 50), min(len(items), self.cursor + 50)
+        for i in range(lo, hi):
+            if self.key(items[i]) == key:
+                return i
+        index_of = getattr(items, "index_of", None)
+        if index_of is not None:
+            return index_of(key)
+        return next((i for i in range(len(items)) if (i < lo or i >= hi) and self.key(items[i]) == key), None)
+
+    def _note_choice(self) -> None:
+        items, cursor = self.items, self.cursor
+        if not 0 <= cursor < len(items):
+            self.chosen, self._neighbours = None, ()
+            return
+        self.chosen = self.key(items[cursor])
+        self._neighbours = tuple(self.key(items[i]) for i in (cursor + 1, cursor - 1) if 0 <= i < len(items))
 
     @property
     def selected(self) -> Any:
@@ -490,6 +528,10 @@ class RowList(Widget, can_focus=True):
         self.top = max(0, min(top, len(self.items) - shown))  # the caller repaints
 
     def watch_cursor(self, old: int, new: int) -> None:
+        # the cursor set by the user (a key, a click, the owner): what it is on is chosen
+        self.unconfirmed = False
+        self.left = None
+        self._note_choice()
         self._scroll_to_cursor()
         self._repaint()
         if old != new and self.selected is not None:
