@@ -457,10 +457,7 @@ async def test_a_growing_wal_is_written_to_disk_while_the_engine_runs(tmp_path, 
         for chunk in range(4):  # ~4 MB of events, in commits of ~1 MB
             await orch.store.write(WriteBatch(events=[
                 Event(chunk * 1000 + i, time.time(), None, "log", "x" * 1000) for i in range(1, 1001)]))
-        for _ in range(200):
-            if synced:
-                break
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: synced)
         assert synced and synced[0].endswith("t.db-wal"), synced
         assert os.path.getsize(str(tmp_path / "t.db-wal")) >= sqlite_module.WAL_WRITEBACK_BYTES
 
