@@ -38,7 +38,7 @@ async def started(pilot) -> SwitchboardApp:
 
 async def select(pilot, list_id: str, pid: str) -> None:
     rows = pilot.app.screen.query_one(f"#{list_id}", RowList)
-    await wait_for(lambda: any(getattr(i, "id", None) == pid for i in rows.items), timeout=5)
+    await wait_for(lambda: any(getattr(i, "id", None) == pid for i in rows.items))
     rows.focus()
     rows.cursor = next(i for i, item in enumerate(rows.items) if getattr(item, "id", None) == pid)
     await pilot.pause()
@@ -147,7 +147,7 @@ async def test_filter_tab_graph_and_export(tmp_path):
         # e: the focused list to CSV and JSON
         queue.focus()
         await pilot.press("e")
-        await wait_for(lambda: list((tmp_path / "data" / "exports").glob("queue-*.json")), timeout=5)
+        await wait_for(lambda: list((tmp_path / "data" / "exports").glob("queue-*.json")))
         exported = json.loads(next((tmp_path / "data" / "exports").glob("queue-*.json")).read_text())
         assert [r["id"] for r in exported] == ["vr-0001", "vr-0002"]  # the filter applies
         assert next((tmp_path / "data" / "exports").glob("queue-*.csv")).read_text().startswith("id,")
@@ -361,7 +361,7 @@ async def test_console_serves_the_intake_and_shows_its_traffic(tmp_path):
             answer = await client.post("/ai-voice?wait=false", json={"call_id": "call-web", "text": "hello"})
         assert answer.status_code == 202
         calls = app.screen.query_one("#calls", RowList)
-        await wait_for(lambda: any(row[1] == "call:call-web" for row in calls.items), timeout=5)
+        await wait_for(lambda: any(row[1] == "call:call-web" for row in calls.items))
         app._tick()
         assert f"intake {app.intake.address}" in app.screen.query_one("#status").text.plain
         url = app.intake.url
