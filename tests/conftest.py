@@ -93,12 +93,62 @@ async def running_engine(tmp_path: Path, dispatch: bool = True, adapter: str = "
         await store.close()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
+# Waits return as soon as their condition holds; the deadline only ends a wait that would
+# otherwise hang, so it is generous: a loaded machine must not turn into a failure.
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+    return value
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """wait_for for synchronous tests (e.g. polling another process through the CLI)."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+    return value
+
+
+# A stall is the event loop held by one blocking call. The bound is far above what a busy,
+# shared machine adds to a short timer, and below what the blocking calls these tests guard
+# against would hold it (the workloads make each of them long): the fine figures are the
+# benchmark's (`switchboard bench`).
+STALL_BOUND_S = 1.0
+
+
+class LoopWatch:
+    """A heartbeat on the running loop: the longest it was kept from waking its short timer."""
+
+    TICK_S = 0.01
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def _beat(self) -> None:
+        while not self._stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(self.TICK_S)
+            self.lags.append(time.perf_counter() - t - self.TICK_S)
+
+    async def __aenter__(self) -> LoopWatch:
+        self._task = asyncio.create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await self._task
+
+    def assert_no_stall(self) -> None:
+        assert self.lags, "the heartbeat never ran"
+        worst = max(self.lags)
+        assert worst < STALL_BOUND_S, f"the loop stalled for {worst * 1000:.0f} ms"
 
 
 def states(orch: Orchestrator) -> dict[str, str]:

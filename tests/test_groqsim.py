@@ -17,6 +17,7 @@ import wave
 import groq
 import pytest
 
+from conftest import wait_for
 from console.bench.groqsim import DEFAULT_TRANSCRIPT, GroqSim, wav_bytes
 
 KEY = "gsk_groqsim_test_key"
@@ -70,10 +71,8 @@ def test_script_prints_port_and_stops_on_signal(sig):
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://127.0.0.1:{port}/_control/stats", timeout=5) as r:
             assert json.loads(r.read())["requests"] == {"chat": 0, "transcriptions": 0, "speech": 0}
-        t0 = time.monotonic()
         proc.send_signal(sig)
-        assert proc.wait(timeout=5) == 0
-        assert time.monotonic() - t0 < 2
+        assert proc.wait(timeout=30) == 0  # it stops by itself, with no request to end it
         assert proc.stdout.read() == b""  # exactly one line on stdout
     finally:
         if proc.poll() is None:
@@ -229,12 +228,12 @@ async def test_scripted_errors_on_audio(sim, client):
 
 
 async def test_client_timeout(sim, transport):
-    sim.script("chat", [{"delay_s": 1.5}])
+    sim.script("chat", [{"delay_s": 2}])
     async with make_client(sim, transport, timeout=0.5) as c:
-        t0 = time.monotonic()
         with pytest.raises(groq.APITimeoutError):
             await c.chat.completions.create(model=MODEL, messages=user("hi"))
-        assert time.monotonic() - t0 < 1.4
+        assert sim.stats()["in_flight"]["chat"] == 1  # it gave up before the answer came
+    await wait_for(lambda: sim.stats()["in_flight"]["chat"] == 0)  # the next test starts clean
 
 
 async def test_malformed_json(sim, client):
@@ -281,29 +280,27 @@ async def test_script_is_consumed_in_order(sim, client):
 
 
 async def test_latency(sim, client):
-    sim.configure(latency_s=0.3)
+    latency_s = 1.5
+    sim.configure(latency_s=latency_s)
     t0 = time.monotonic()
     await client.chat.completions.create(model=MODEL, messages=user("hi"))
-    assert time.monotonic() - t0 >= 0.3
+    assert time.monotonic() - t0 >= latency_s
     sim.configure(latency_s=None)
     t0 = time.monotonic()
     await client.chat.completions.create(model=MODEL, messages=user("hi"))
-    assert time.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < latency_s  # cleared: had it stayed, this would take as long
 
 
 async def test_200_concurrent_chats_through_aiohttp(sim):
     sim.configure(latency_s=0.2)
     async with make_client(sim, "aiohttp") as c:
-        t0 = time.monotonic()
         results = await asyncio.gather(*(c.chat.completions.create(model=MODEL, messages=user(f"call {i}"))
                                          for i in range(200)))
-        elapsed = time.monotonic() - t0
     assert [r.choices[0].message.content for r in results] == [f"Assistant: I understand — call {i}"
                                                                for i in range(200)]
-    assert elapsed < 2.5, elapsed
     stats = sim.stats()
     assert stats["requests"]["chat"] == 200
-    assert stats["max_concurrent"]["chat"] >= 100
+    assert stats["max_concurrent"]["chat"] >= 100  # in flight together, not one after another
     # the SDK's connection pool (DEFAULT_CONNECTION_LIMITS) caps one client at 100 in flight
     assert stats["max_concurrent"]["chat"] <= 100
 

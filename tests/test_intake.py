@@ -313,7 +313,9 @@ class Runner:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
         self.lines: queue.Queue[str] = queue.Queue()
         assert self.proc.stderr is not None
-        threading.Thread(target=lambda err=self.proc.stderr: [self.lines.put(x) for x in err], daemon=True).start()
+        self.reader = threading.Thread(target=lambda err=self.proc.stderr: [self.lines.put(x) for x in err],
+                                       daemon=True)
+        self.reader.start()
         line = self.lines.get(timeout=30)
         match = re.search(r"listening on (http://\S+)", line)
         assert match, line
@@ -322,10 +324,11 @@ class Runner:
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=30)
+        self.reader.join(timeout=30)  # it ends at the end of the runner's stderr: all lines are in
         rest = []
         with contextlib.suppress(queue.Empty):
             while True:
-                rest.append(self.lines.get(timeout=1))
+                rest.append(self.lines.get_nowait())
         return code, "".join(rest)
 
 

@@ -93,7 +93,7 @@ class _PollingModel:
     """BASELINE MODEL of the replaced design's scheduler, kept small but faithful: one loop
     that sleeps POLL_S between scans of every process, starts those whose dependencies are
     met, and writes each state change with the synchronous sqlite3 module
-    (store.benchmarks.BlockingProcessTable)."""
+    (bench.baselines.BlockingProcessTable)."""
 
     class Ctx:
         def __init__(self, model: _PollingModel, pid: str, work_s: float) -> None:
@@ -110,7 +110,7 @@ class _PollingModel:
         self.upstream: dict[str, list[tuple[str, int]]] = {pid: [] for pid, _ in nodes}
         for child, parent, percent in edges:
             self.upstream[child].append((parent, percent))
-        from console.store.benchmarks import BlockingProcessTable
+        from console.bench.baselines import BlockingProcessTable
 
         self.db = BlockingProcessTable(db, list(self.state))
 

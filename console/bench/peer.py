@@ -7,7 +7,7 @@ huey's storage for each dependent (`storage.incr`) and enqueues the dependent wh
 reaches its number of dependencies. Each task returns True, which huey stores as its result:
 the durable record of the completion. Timed from enqueueing the roots to the last result
 (counted by huey's completion signal, which it sends once the result is stored). Both sides
-use WAL with synchronous=NORMAL (console.store.benchmarks.huey_storage: huey's own `fsync`
+use WAL with synchronous=NORMAL (console.bench.baselines.huey_storage: huey's own `fsync`
 flag offers only FULL or OFF)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def run(n: int, workers: int = WORKERS, initial_delay: float = INITIAL_DELAY_S,
     from huey import SqliteHuey, signals
     from huey.consumer import Consumer
 
-    from console.store.benchmarks import huey_storage
+    from console.bench.baselines import huey_storage
 
     class Huey(SqliteHuey):
         storage_class = huey_storage()

@@ -211,7 +211,7 @@ def _targets(f: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sqlite_version() -> str:
-    from console.store.benchmarks import SQLITE_VERSION
+    from console.bench.baselines import SQLITE_VERSION
 
     return SQLITE_VERSION
 

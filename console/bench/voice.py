@@ -76,7 +76,7 @@ class ReplacedBackend:
     def __init__(self, base_url: str, db_path: Path) -> None:
         from groq import Groq
 
-        from console.store.benchmarks import BlockingReplyLog
+        from console.bench.baselines import BlockingReplyLog
 
         self.client = Groq(api_key=KEY, base_url=base_url, max_retries=0)
         self.db = BlockingReplyLog(db_path)  # synchronous sqlite3 commits

@@ -1,5 +1,5 @@
-"""SQLite as the benchmarks' comparisons and fixtures use it, kept here so that console/store/
-stays the one place with SQL. Nothing in the product imports this module.
+"""SQLite as the benchmarks' comparisons and fixtures use it. It lives in the bench package
+because only `switchboard bench` needs it: nothing in the product imports console.bench.
 
 - `BlockingProcessTable`, `BlockingReplyLog`: the replaced designs' writes, with the
   synchronous `sqlite3` module called straight from async code. They block the caller (the
