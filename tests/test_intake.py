@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import re
@@ -13,8 +14,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -412,3 +414,102 @@ def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx(tmp_path, sim):
         code, rest = r.stop()
     assert code == 0 and "Traceback" not in rest
     assert any(200 <= s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen
+
+
+# -- hostile bodies: every endpoint, one keep-alive connection ---------------------------------------------
+
+JSON_CT = {"content-type": "application/json"}
+
+
+def _with(base: dict[str, Any], field: str, raw: bytes) -> bytes:
+    """`base` as JSON with `field`'s value replaced by the raw token `raw` (NaN, 1e999…)."""
+    return json.dumps({**base, field: "@@"}).encode().replace(b'"@@"', raw)
+
+
+# name -> (body from the endpoint's valid JSON body, its headers, the status an endpoint that takes
+# JSON answers). An endpoint that takes no body answers 415 to any of them (413 to the one too
+# large to read); an empty body there is no body.
+HOSTILE: dict[str, tuple[Callable[[dict[str, Any]], bytes], dict[str, str], int]] = {
+    "NaN": (lambda b: _with(b, "call_id", b"NaN"), JSON_CT, 422),
+    "Infinity": (lambda b: _with(b, "call_id", b"Infinity"), JSON_CT, 422),
+    "-Infinity": (lambda b: _with(b, "call_id", b"-Infinity"), JSON_CT, 422),
+    "1e999": (lambda b: _with(b, "call_id", b"1e999"), JSON_CT, 422),
+    "a 60,000-digit integer": (lambda b: _with(b, "call_id", b"9" * 60_000), JSON_CT, 422),
+    "bytes that are not UTF-8": (lambda b: _with(b, "call_id", b'"\xff\xfe"'), JSON_CT, 422),
+    "a lone surrogate escape": (lambda b: _with(b, "call_id", rb'"c\ud800"'), JSON_CT, 422),
+    "JSON sent as text/plain": (lambda b: json.dumps(b).encode(), {"content-type": "text/plain"}, 415),
+    "non-UTF-8 sent as text/plain": (lambda b: b"\xff\xfe", {"content-type": "text/plain; charset=utf-8"}, 415),
+    "JSON with no content-type": (lambda b: json.dumps(b).encode(), {}, 415),
+    "a form-urlencoded body": (lambda b: b"call_id=c&text=hi", {"content-type": "application/x-www-form-urlencoded"},
+                               415),
+    "an empty body": (lambda b: b"", JSON_CT, 422),
+    "truncated JSON": (lambda b: json.dumps(b).encode()[:-5], JSON_CT, 422),
+    "arrays 100,000 deep": (lambda b: b"[" * 100_000 + b"]" * 100_000, JSON_CT, 413),
+    "arrays 20,000 deep (under the size limit)": (lambda b: b"[" * 20_000 + b"]" * 20_000, JSON_CT, 422),
+    "an array instead of an object": (lambda b: json.dumps(list(b.values())).encode(), JSON_CT, 422),
+    "null": (lambda b: b"null", JSON_CT, 422),
+    "a NUL and terminal escapes in the id": (lambda b: json.dumps({**b, "call_id": "c\x00\x1b[2J"}).encode(),
+                                             JSON_CT, 422),
+    "a NUL and terminal escapes in the words": (
+        lambda b: json.dumps({k: v if k == "call_id" else "x\x00\x1b]0;owned\x07\x1b[2J" for k, v in b.items()}).encode(),
+        JSON_CT, 400),
+    "multipart with no boundary": (lambda b: b"--x\r\nbroken\r\n--x--\r\n", {"content-type": "multipart/form-data"},
+                                   400),
+}
+
+
+def test_hostile_bodies_get_a_4xx_with_a_detail_on_every_endpoint_and_the_connection_lives(tmp_path, sim):
+    with runner(tmp_path, sim) as r, httpx.Client(base_url=r.url, trust_env=False, timeout=30) as client:
+        vr = client.post("/ai-voice", json={"call_id": "c1", "text": "Hi, this is Ann. My bill is wrong"}).json()
+        assert vr["state"] == "completed", vr
+        tr = client.post("/initiate-transfer", json={"call_id": "c1", "from_agent": "alice", "to_agent": "bob"}).json()
+        assert wait_for_sync(lambda: client.get(f"/transfers/{tr['id']}").json()["status"] == "ready")
+        calls_before = client.get("/calls/c1").json()
+        takes_json = {  # endpoint -> its valid JSON body, or None: it takes no body
+            ("POST", "/ai-voice?wait=false"): {"call_id": "c1", "text": "hello"},
+            ("POST", "/initiate-transfer"): {"call_id": "c1", "from_agent": "alice", "to_agent": "carol"},
+            ("GET", f"/ai-voice/{vr['id']}"): None,
+            ("GET", "/transfers"): None,
+            ("GET", f"/transfers/{tr['id']}"): None,
+            ("POST", f"/transfers/{tr['id']}/complete"): None,
+            ("POST", f"/transfers/{tr['id']}/cancel"): None,
+            ("GET", "/calls/c1"): None,
+            ("GET", "/healthz"): None,
+        }
+        peer = None
+        for (method, path), base in takes_json.items():
+            for name, (make, headers, status) in HOSTILE.items():
+                body = make(base or {"x": "y"})
+                if base is None:
+                    if not body:
+                        continue  # no body: a plain request, made below
+                    status = 413 if status == 413 else 415
+                elif path == "/initiate-transfer" and name == "multipart with no boundary":
+                    status = 415  # a form is not what it takes
+                got = client.request(method, path, content=body, headers=headers)
+                where = (method, path, name, got.status_code, got.text[:200])
+                assert got.status_code == status, where
+                assert got.json()["detail"], where
+                # the same connection answers the next request: nothing reset it
+                address = got.extensions["network_stream"].get_extra_info("client_addr")
+                assert peer in (None, address), where
+                peer = address
+        # nothing was written by any of them
+        assert client.get(f"/transfers/{tr['id']}").json()["status"] == "ready"
+        assert [t["id"] for t in client.get("/transfers").json()["items"]] == [tr["id"]]
+        assert client.get("/calls/c1").json() == calls_before
+        # without the body, each is answered (what refused them was the body)
+        for method, path in [e for e, base in takes_json.items() if base is None and not e[1].endswith("/cancel")]:
+            assert client.request(method, path).status_code == 200, path
+        assert client.get(f"/transfers/{tr['id']}").json()["status"] == "completed"
+        code, rest = r.stop()
+    assert code == 0 and "Traceback" not in rest, rest[-3000:]
+
+
+def wait_for_sync(condition: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

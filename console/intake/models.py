@@ -19,7 +19,8 @@ ProcessState = Literal["pending", "queued", "waiting", "running", "completed", "
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field (say, a file path) is refused
+    # an unknown field (say, a file path) is refused; so is a NaN or an infinity where a number goes
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class VoiceText(_In):
