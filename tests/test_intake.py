@@ -513,3 +513,41 @@ def wait_for_sync(condition: Callable[[], bool], timeout: float = 30) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+# -- ids: the whole value must be an id, a trailing newline included -------------------------------------------
+
+async def test_an_id_with_a_trailing_newline_is_refused_everywhere(tmp_path, sim):
+    async with intake(tmp_path, sim) as (engine, _server, client):
+        r = await client.post("/ai-voice", json={"call_id": "abc", "text": "hello"})
+        assert r.status_code == 200, r.text
+        vr_id = r.json()["id"]
+        r = await client.post("/initiate-transfer", json={"call_id": "abc", "from_agent": "alice", "to_agent": "bob"})
+        tr_id = r.json()["id"]
+        await settle(engine, tr_id)
+        before = set(engine.processes)
+
+        r = await client.post("/ai-voice", json={"call_id": "abc\n", "text": "hello"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "call_id", r.text
+        audio = wav_file(tmp_path / "a.wav").read_bytes()
+        r = await client.post("/ai-voice", data={"call_id": "abc\n"}, files={"audio": ("a.wav", audio, "audio/wav")})
+        assert r.status_code == 400 and "not a valid id" in r.json()["detail"], r.text
+        r = await client.post("/initiate-transfer", json={"call_id": "abc\n", "from_agent": "alice", "to_agent": "carol"})
+        assert r.status_code == 422, r.text
+        for method, path in [("GET", "/calls/abc%0A"), ("GET", f"/ai-voice/{vr_id}%0A"),
+                             ("GET", f"/transfers/{tr_id}%0A"), ("POST", f"/transfers/{tr_id}%0A/complete"),
+                             ("POST", f"/transfers/{tr_id}%0A/cancel")]:
+            r = await client.request(method, path)
+            assert r.status_code == 400 and "not a valid id" in r.json()["detail"], (path, r.text)
+        assert set(engine.processes) == before
+        assert (await client.get(f"/transfers/{tr_id}")).json()["status"] == "ready"
+        assert not list((tmp_path / "data").glob("intake/audio/*"))
+
+
+def test_the_cli_refuses_a_call_id_with_a_trailing_newline(tmp_path, capsys):
+    db = tmp_path / "never.db"
+    assert cli_main(["voice", "--db", str(db), "--call", "abc\n", "--text", "hello"]) == 2
+    assert cli_main(["transfer", "--db", str(db), "--call", "abc\n", "--from", "alice", "--to", "bob"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not a valid id") == 2 and err.count("\n") == 2 and "Traceback" not in err
+    assert not db.exists()
