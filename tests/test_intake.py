@@ -416,56 +416,6 @@ def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx(tmp_path, sim):
     assert any(200 <= s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen
 
 
-def _hostile_variant(body: Any, how: str, field_pick: int) -> tuple[bytes, dict[str, str]]:
-    """A schemathesis case's body made into what schemathesis does not send: a non-finite number
-    in one of its fields, bytes that are not UTF-8, or the JSON under another content type."""
-    plain = {k: v for k, v in body.items() if not isinstance(v, bytes)} if isinstance(body, dict) else {}
-    plain = plain or {"call_id": "c"}
-    field = sorted(plain)[field_pick % len(plain)]
-    if how in ("NaN", "Infinity", "-Infinity", "1e999"):
-        return _with(plain, field, how.encode()), JSON_CT
-    if how == "latin-1 bytes":
-        return _with(plain, field, b'"caf\xe9 \xff"'), JSON_CT
-    text = json.dumps(plain)
-    if how == "utf-16":
-        return text.encode("utf-16"), JSON_CT
-    content_type = {"text/plain": "text/plain", "no content-type": None,
-                    "multipart, no boundary": "multipart/form-data"}[how]
-    return text.encode(), {} if content_type is None else {"content-type": content_type}
-
-
-def test_fuzzed_requests_with_hostile_bodies_get_a_4xx_on_the_same_connection(tmp_path, sim):
-    """Schemathesis 4 generates finite numbers only and sends every body as UTF-8 JSON under
-    its documented type: its cases are sent again here with the body made hostile."""
-    schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
-    hows = ["NaN", "Infinity", "-Infinity", "1e999", "utf-16", "latin-1 bytes", "text/plain", "no content-type",
-            "multipart, no boundary"]
-    with runner(tmp_path, sim) as r, httpx.Client(base_url=r.url, trust_env=False, timeout=30) as client:
-        schema = schemathesis.openapi.from_url(r.url + "/openapi.json")
-        peers: set[Any] = set()
-        seen: dict[str, int] = {}
-
-        @hsettings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(case=schema.as_strategy(generation_mode=schemathesis.GenerationMode.POSITIVE),
-               how=st.sampled_from(hows), field_pick=st.integers(0, 10))
-        def fuzz(case: Any, how: str, field_pick: int) -> None:
-            content, headers = _hostile_variant(case.body, how, field_pick)
-            response = client.request(case.method, case.formatted_path, params=case.query, content=content,
-                                      headers=headers)
-            where = (case.method, case.formatted_path, how, content[:200], response.status_code, response.text[:300])
-            assert 400 <= response.status_code < 500 and response.json()["detail"], where
-            peers.add(response.extensions["network_stream"].get_extra_info("client_addr"))
-            assert len(peers) == 1, where  # no answer closed the connection
-            seen[how] = seen.get(how, 0) + 1
-
-        fuzz()
-        code, rest = r.stop()
-    assert code == 0 and "Traceback" not in rest
-    assert set(seen) == set(hows), seen
-
-
 # -- hostile bodies: every endpoint, one keep-alive connection ---------------------------------------------
 
 JSON_CT = {"content-type": "application/json"}
@@ -555,6 +505,55 @@ def test_hostile_bodies_get_a_4xx_with_a_detail_on_every_endpoint_and_the_connec
         code, rest = r.stop()
     assert code == 0 and "Traceback" not in rest, rest[-3000:]
 
+
+def _hostile_variant(body: Any, how: str, field_pick: int) -> tuple[bytes, dict[str, str]]:
+    """A schemathesis case's body made into what schemathesis does not send: a non-finite number
+    in one of its fields, bytes that are not UTF-8, or the JSON under another content type."""
+    plain = {k: v for k, v in body.items() if not isinstance(v, bytes)} if isinstance(body, dict) else {}
+    plain = plain or {"call_id": "c"}
+    field = sorted(plain)[field_pick % len(plain)]
+    if how in ("NaN", "Infinity", "-Infinity", "1e999"):
+        return _with(plain, field, how.encode()), JSON_CT
+    if how == "latin-1 bytes":
+        return _with(plain, field, b'"caf\xe9 \xff"'), JSON_CT
+    text = json.dumps(plain)
+    if how == "utf-16":
+        return text.encode("utf-16"), JSON_CT
+    content_type = {"text/plain": "text/plain", "no content-type": None,
+                    "multipart, no boundary": "multipart/form-data"}[how]
+    return text.encode(), {} if content_type is None else {"content-type": content_type}
+
+
+def test_fuzzed_requests_with_hostile_bodies_get_a_4xx_on_the_same_connection(tmp_path, sim):
+    """Schemathesis 4 generates finite numbers only and sends every body as UTF-8 JSON under
+    its documented type: its cases are sent again here with the body made hostile."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+    hows = ["NaN", "Infinity", "-Infinity", "1e999", "utf-16", "latin-1 bytes", "text/plain", "no content-type",
+            "multipart, no boundary"]
+    with runner(tmp_path, sim) as r, httpx.Client(base_url=r.url, trust_env=False, timeout=30) as client:
+        schema = schemathesis.openapi.from_url(r.url + "/openapi.json")
+        peers: set[Any] = set()
+        seen: dict[str, int] = {}
+
+        @hsettings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=schema.as_strategy(generation_mode=schemathesis.GenerationMode.POSITIVE),
+               how=st.sampled_from(hows), field_pick=st.integers(0, 10))
+        def fuzz(case: Any, how: str, field_pick: int) -> None:
+            content, headers = _hostile_variant(case.body, how, field_pick)
+            response = client.request(case.method, case.formatted_path, params=case.query, content=content,
+                                      headers=headers)
+            where = (case.method, case.formatted_path, how, content[:200], response.status_code, response.text[:300])
+            assert 400 <= response.status_code < 500 and response.json()["detail"], where
+            peers.add(response.extensions["network_stream"].get_extra_info("client_addr"))
+            assert len(peers) == 1, where  # no answer closed the connection
+            seen[how] = seen.get(how, 0) + 1
+
+        fuzz()
+        code, rest = r.stop()
+    assert code == 0 and "Traceback" not in rest
+    assert set(seen) == set(hows), seen
 
 def wait_for_sync(condition: Callable[[], bool], timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout

@@ -28,16 +28,15 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 _ERROR_FIELDS = ("type", "loc", "msg")
 
 
-async def _user_error(_request: Request, e: Exception) -> JSONResponse:
+async def _user_error(_request: Request, e: UserError) -> JSONResponse:
     """A mistake the call-centre API names."""
     status = 404 if isinstance(e, NotFound) else 409 if isinstance(e, Conflict) else 400
     return JSONResponse({"detail": str(e)}, status_code=status)
 
 
-async def _invalid(_request: Request, e: Exception) -> JSONResponse:
+async def _invalid(_request: Request, e: RequestValidationError) -> JSONResponse:
     """Which field, and why; never the client's input back (it may be bytes that are not text,
     or a number JSON cannot spell, and it is the client's own)."""
-    assert isinstance(e, RequestValidationError)
     detail = [{k: error[k] for k in _ERROR_FIELDS if k in error} for error in e.errors()]
     return JSONResponse({"detail": detail}, status_code=422)
 
