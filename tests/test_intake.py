@@ -452,7 +452,7 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, Any]], bytes], dict[str, str], int]
                                              JSON_CT, 422),
     "a NUL and terminal escapes in the words": (
         lambda b: json.dumps({k: v if k == "call_id" else "x\x00\x1b]0;owned\x07\x1b[2J" for k, v in b.items()}).encode(),
-        JSON_CT, 400),
+        JSON_CT, 422),
     "multipart with no boundary": (lambda b: b"--x\r\nbroken\r\n--x--\r\n", {"content-type": "multipart/form-data"},
                                    400),
 }
