@@ -88,6 +88,10 @@ class Settling:
         return (p.state is State.WAITING and give_up_at is not None and retry_at is not None
                 and retry_at > give_up_at)
 
+    def has_settled(self, process_id: str) -> bool:
+        """Whether the process has settled by now (see `settled`)."""
+        return self._done(process_id, None)
+
     async def wait(self, process_id: str, timeout: float | None, stop: asyncio.Event | None = None) -> bool:
         """Wait until the process settles or will not retry before `timeout` (True), or until
         `timeout` passes or `stop` is set (False)."""

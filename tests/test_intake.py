@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import re
@@ -13,8 +14,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -415,3 +417,189 @@ def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx(tmp_path, sim):
         code, rest = r.stop()
     assert code == 0 and "Traceback" not in rest
     assert any(200 <= s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen
+
+
+# -- hostile bodies: every endpoint, one keep-alive connection ---------------------------------------------
+
+JSON_CT = {"content-type": "application/json"}
+
+
+def _with(base: dict[str, Any], field: str, raw: bytes) -> bytes:
+    """`base` as JSON with `field`'s value replaced by the raw token `raw` (NaN, 1e999…)."""
+    return json.dumps({**base, field: "@@"}).encode().replace(b'"@@"', raw)
+
+
+# name -> (body from the endpoint's valid JSON body, its headers, the status an endpoint that takes
+# JSON answers). An endpoint that takes no body answers 415 to any of them (413 to the one too
+# large to read); an empty body there is no body.
+HOSTILE: dict[str, tuple[Callable[[dict[str, Any]], bytes], dict[str, str], int]] = {
+    "NaN": (lambda b: _with(b, "call_id", b"NaN"), JSON_CT, 422),
+    "Infinity": (lambda b: _with(b, "call_id", b"Infinity"), JSON_CT, 422),
+    "-Infinity": (lambda b: _with(b, "call_id", b"-Infinity"), JSON_CT, 422),
+    "1e999": (lambda b: _with(b, "call_id", b"1e999"), JSON_CT, 422),
+    "a 60,000-digit integer": (lambda b: _with(b, "call_id", b"9" * 60_000), JSON_CT, 422),
+    "bytes that are not UTF-8": (lambda b: _with(b, "call_id", b'"\xff\xfe"'), JSON_CT, 422),
+    "a lone surrogate escape": (lambda b: _with(b, "call_id", rb'"c\ud800"'), JSON_CT, 422),
+    "JSON sent as text/plain": (lambda b: json.dumps(b).encode(), {"content-type": "text/plain"}, 415),
+    "non-UTF-8 sent as text/plain": (lambda b: b"\xff\xfe", {"content-type": "text/plain; charset=utf-8"}, 415),
+    "JSON with no content-type": (lambda b: json.dumps(b).encode(), {}, 415),
+    "a form-urlencoded body": (lambda b: b"call_id=c&text=hi", {"content-type": "application/x-www-form-urlencoded"},
+                               415),
+    "an empty body": (lambda b: b"", JSON_CT, 422),
+    "truncated JSON": (lambda b: json.dumps(b).encode()[:-5], JSON_CT, 422),
+    "arrays 100,000 deep": (lambda b: b"[" * 100_000 + b"]" * 100_000, JSON_CT, 413),
+    "arrays 20,000 deep (under the size limit)": (lambda b: b"[" * 20_000 + b"]" * 20_000, JSON_CT, 422),
+    "an array instead of an object": (lambda b: json.dumps(list(b.values())).encode(), JSON_CT, 422),
+    "null": (lambda b: b"null", JSON_CT, 422),
+    "a NUL and terminal escapes in the id": (lambda b: json.dumps({**b, "call_id": "c\x00\x1b[2J"}).encode(),
+                                             JSON_CT, 422),
+    "a NUL and terminal escapes in the words": (
+        lambda b: json.dumps({k: v if k == "call_id" else "x\x00\x1b]0;owned\x07\x1b[2J" for k, v in b.items()}).encode(),
+        JSON_CT, 422),
+    "multipart with no boundary": (lambda b: b"--x\r\nbroken\r\n--x--\r\n", {"content-type": "multipart/form-data"},
+                                   400),
+}
+
+
+def test_hostile_bodies_get_a_4xx_with_a_detail_on_every_endpoint_and_the_connection_lives(tmp_path, sim):
+    with runner(tmp_path, sim) as r, httpx.Client(base_url=r.url, trust_env=False, timeout=30) as client:
+        vr = client.post("/ai-voice", json={"call_id": "c1", "text": "Hi, this is Ann. My bill is wrong"}).json()
+        assert vr["state"] == "completed", vr
+        tr = client.post("/initiate-transfer", json={"call_id": "c1", "from_agent": "alice", "to_agent": "bob"}).json()
+        assert wait_for_sync(lambda: client.get(f"/transfers/{tr['id']}").json()["status"] == "ready")
+        calls_before = client.get("/calls/c1").json()
+        takes_json = {  # endpoint -> its valid JSON body, or None: it takes no body
+            ("POST", "/ai-voice?wait=false"): {"call_id": "c1", "text": "hello"},
+            ("POST", "/initiate-transfer"): {"call_id": "c1", "from_agent": "alice", "to_agent": "carol"},
+            ("GET", f"/ai-voice/{vr['id']}"): None,
+            ("GET", "/transfers"): None,
+            ("GET", f"/transfers/{tr['id']}"): None,
+            ("POST", f"/transfers/{tr['id']}/complete"): None,
+            ("POST", f"/transfers/{tr['id']}/cancel"): None,
+            ("GET", "/calls/c1"): None,
+            ("GET", "/healthz"): None,
+        }
+        peer = None
+        for (method, path), base in takes_json.items():
+            for name, (make, headers, status) in HOSTILE.items():
+                body = make(base or {"x": "y"})
+                if base is None:
+                    if not body:
+                        continue  # no body: a plain request, made below
+                    status = 413 if status == 413 else 415
+                elif path == "/initiate-transfer" and name == "multipart with no boundary":
+                    status = 415  # a form is not what it takes
+                got = client.request(method, path, content=body, headers=headers)
+                where = (method, path, name, got.status_code, got.text[:200])
+                assert got.status_code == status, where
+                assert got.json()["detail"], where
+                # the same connection answers the next request: nothing reset it
+                address = got.extensions["network_stream"].get_extra_info("client_addr")
+                assert peer in (None, address), where
+                peer = address
+        # nothing was written by any of them
+        assert client.get(f"/transfers/{tr['id']}").json()["status"] == "ready"
+        assert [t["id"] for t in client.get("/transfers").json()["items"]] == [tr["id"]]
+        assert client.get("/calls/c1").json() == calls_before
+        # without the body, each is answered (what refused them was the body)
+        for method, path in [e for e, base in takes_json.items() if base is None and not e[1].endswith("/cancel")]:
+            assert client.request(method, path).status_code == 200, path
+        assert client.get(f"/transfers/{tr['id']}").json()["status"] == "completed"
+        code, rest = r.stop()
+    assert code == 0 and "Traceback" not in rest, rest[-3000:]
+
+
+def _hostile_variant(body: Any, how: str, field_pick: int) -> tuple[bytes, dict[str, str]]:
+    """A schemathesis case's body made into what schemathesis does not send: a non-finite number
+    in one of its fields, bytes that are not UTF-8, or the JSON under another content type."""
+    plain = {k: v for k, v in body.items() if not isinstance(v, bytes)} if isinstance(body, dict) else {}
+    plain = plain or {"call_id": "c"}
+    field = sorted(plain)[field_pick % len(plain)]
+    if how in ("NaN", "Infinity", "-Infinity", "1e999"):
+        return _with(plain, field, how.encode()), JSON_CT
+    if how == "latin-1 bytes":
+        return _with(plain, field, b'"caf\xe9 \xff"'), JSON_CT
+    text = json.dumps(plain)
+    if how == "utf-16":
+        return text.encode("utf-16"), JSON_CT
+    content_type = {"text/plain": "text/plain", "no content-type": None,
+                    "multipart, no boundary": "multipart/form-data"}[how]
+    return text.encode(), {} if content_type is None else {"content-type": content_type}
+
+
+def test_fuzzed_requests_with_hostile_bodies_get_a_4xx_on_the_same_connection(tmp_path, sim):
+    """Schemathesis 4 generates finite numbers only and sends every body as UTF-8 JSON under
+    its documented type: its cases are sent again here with the body made hostile."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+    hows = ["NaN", "Infinity", "-Infinity", "1e999", "utf-16", "latin-1 bytes", "text/plain", "no content-type",
+            "multipart, no boundary"]
+    with runner(tmp_path, sim) as r, httpx.Client(base_url=r.url, trust_env=False, timeout=30) as client:
+        schema = schemathesis.openapi.from_url(r.url + "/openapi.json")
+        peers: set[Any] = set()
+        seen: dict[str, int] = {}
+
+        @hsettings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=schema.as_strategy(generation_mode=schemathesis.GenerationMode.POSITIVE),
+               how=st.sampled_from(hows), field_pick=st.integers(0, 10))
+        def fuzz(case: Any, how: str, field_pick: int) -> None:
+            content, headers = _hostile_variant(case.body, how, field_pick)
+            response = client.request(case.method, case.formatted_path, params=case.query, content=content,
+                                      headers=headers)
+            where = (case.method, case.formatted_path, how, content[:200], response.status_code, response.text[:300])
+            assert 400 <= response.status_code < 500 and response.json()["detail"], where
+            peers.add(response.extensions["network_stream"].get_extra_info("client_addr"))
+            assert len(peers) == 1, where  # no answer closed the connection
+            seen[how] = seen.get(how, 0) + 1
+
+        fuzz()
+        code, rest = r.stop()
+    assert code == 0 and "Traceback" not in rest
+    assert set(seen) == set(hows), seen
+
+def wait_for_sync(condition: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# -- ids: the whole value must be an id, a trailing newline included -------------------------------------------
+
+async def test_an_id_with_a_trailing_newline_is_refused_everywhere(tmp_path, sim):
+    async with intake(tmp_path, sim) as (engine, _server, client):
+        r = await client.post("/ai-voice", json={"call_id": "abc", "text": "hello"})
+        assert r.status_code == 200, r.text
+        vr_id = r.json()["id"]
+        r = await client.post("/initiate-transfer", json={"call_id": "abc", "from_agent": "alice", "to_agent": "bob"})
+        tr_id = r.json()["id"]
+        await settle(engine, tr_id)
+        before = set(engine.processes)
+
+        r = await client.post("/ai-voice", json={"call_id": "abc\n", "text": "hello"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "call_id", r.text
+        audio = wav_file(tmp_path / "a.wav").read_bytes()
+        r = await client.post("/ai-voice", data={"call_id": "abc\n"}, files={"audio": ("a.wav", audio, "audio/wav")})
+        assert r.status_code == 400 and "not a valid id" in r.json()["detail"], r.text
+        r = await client.post("/initiate-transfer", json={"call_id": "abc\n", "from_agent": "alice", "to_agent": "carol"})
+        assert r.status_code == 422, r.text
+        for method, path in [("GET", "/calls/abc%0A"), ("GET", f"/ai-voice/{vr_id}%0A"),
+                             ("GET", f"/transfers/{tr_id}%0A"), ("POST", f"/transfers/{tr_id}%0A/complete"),
+                             ("POST", f"/transfers/{tr_id}%0A/cancel")]:
+            r = await client.request(method, path)
+            assert r.status_code == 400 and "not a valid id" in r.json()["detail"], (path, r.text)
+        assert set(engine.processes) == before
+        assert (await client.get(f"/transfers/{tr_id}")).json()["status"] == "ready"
+        assert not list((tmp_path / "data").glob("intake/audio/*"))
+
+
+def test_the_cli_refuses_a_call_id_with_a_trailing_newline(tmp_path, capsys):
+    db = tmp_path / "never.db"
+    assert cli_main(["voice", "--db", str(db), "--call", "abc\n", "--text", "hello"]) == 2
+    assert cli_main(["transfer", "--db", str(db), "--call", "abc\n", "--from", "alice", "--to", "bob"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not a valid id") == 2 and err.count("\n") == 2 and "Traceback" not in err
+    assert not db.exists()

@@ -19,18 +19,24 @@ ProcessState = Literal["pending", "queued", "waiting", "running", "completed", "
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an unknown field (say, a file path) is refused
+    # an unknown field (say, a file path) is refused; so is a NaN or an infinity where a number goes
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# no control characters from a client: in the caller's words only line breaks and tabs, in a name none
+_WORDS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+_NAME = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 
 class VoiceText(_In):
     call_id: str = Field(pattern=ID_PATTERN, description="the call (conversation) id")
-    text: str = Field(min_length=1, max_length=MAX_TEXT, description="what the caller said")
+    text: str = Field(min_length=1, max_length=MAX_TEXT, pattern=_WORDS, description="what the caller said")
 
 
 class TransferIn(_In):
     call_id: str = Field(pattern=ID_PATTERN)
-    from_agent: str = Field(min_length=1, max_length=200)
-    to_agent: str = Field(min_length=1, max_length=200)
+    from_agent: str = Field(min_length=1, max_length=200, pattern=_NAME)
+    to_agent: str = Field(min_length=1, max_length=200, pattern=_NAME)
 
 
 class InterruptionOut(BaseModel):

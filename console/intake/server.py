@@ -11,9 +11,10 @@ from typing import Any, Iterator
 import uvicorn
 
 from console.engine.orchestrator import Orchestrator
-from console.intake.app import FORM_FIELD_LIMIT, create_app
+from console.intake.app import create_app
 from console.intake.guard import Guard
 from console.intake.listen import bound_address
+from console.intake.routes_voice import FORM_FIELD_LIMIT
 from console.settings import Settings
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from console.voice.gateway import GroqGateway
 
 SERVICE = "calls"
-_ID = re.compile(ID_PATTERN)
+_ID = re.compile(ID_PATTERN)  # with fullmatch: `match` and `$` would also take a trailing newline
 MAX_TEXT = 10_000
 _SETTLED_VOICE = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
 
@@ -47,7 +47,7 @@ def _new_id(prefix: str) -> str:
 
 
 def _check_id(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise UserError(f"{what} {value!r} is not a valid id (letters, digits and _.:@/- , up to 200)")
     return value
 
