@@ -20,7 +20,16 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))  # `steps` for python-kind entry points
 
+import pg  # noqa: E402
 import steps  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_server():
+    """The embedded PostgreSQL server (tests/pg.py) is started by the first test that needs it
+    and stopped here, at the end of the session."""
+    yield
+    pg.stop()
 
 
 @pytest.fixture(autouse=True)
