@@ -185,7 +185,7 @@ def _settings(args: argparse.Namespace, **overrides: Any):
     from console.settings import load_settings
 
     if args.db:
-        overrides["db"] = Path(args.db)
+        overrides["db"] = args.db  # a path, or a postgresql:// URL kept as written (settings tell them apart)
     if getattr(args, "listen", None):
         from console.intake.listen import parse_listen
 
