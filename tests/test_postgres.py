@@ -157,3 +157,12 @@ def test_the_demo_workflow_runs_to_the_end_on_postgresql(url):
     report = json.loads(status.stdout)
     assert report["processes"] and {p["state"] for p in report["processes"]} == {"completed"}
     assert report["counts"] == {"completed": len(report["processes"])}
+
+
+def test_the_console_refuses_a_postgresql_database_in_one_line(tmp_path):
+    # the terminal console reads a file's folder and shows its path: not yet a server's URL
+    result = subprocess.run([*SB, "--db", f"postgresql://postgres@/x?host={tmp_path}"], capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "PostgreSQL" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
