@@ -166,3 +166,19 @@ def test_the_console_refuses_a_postgresql_database_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "PostgreSQL" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_user_who_may_not_create_the_tables_is_told_in_one_line(url):
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE ROLE reader LOGIN")
+        await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        reader = url.replace("postgres:@", "reader@", 1)
+        with pytest.raises(StoreUnavailable) as raised:
+            await open_store(reader).open()
+        assert "cannot set up the schema" in str(raised.value) and "\n" not in str(raised.value)
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("DROP ROLE reader")

@@ -112,6 +112,8 @@ class PostgresStore:
             raise StoreUnavailable(f"{self.path}: cannot connect to PostgreSQL ({_first_line(e)})") from None
         try:
             await _migrate(first, self.path)
+        except psycopg.Error as e:  # e.g. a user without the right to create tables
+            raise StoreUnavailable(f"{self.path}: cannot set up the schema ({_first_line(e)})") from None
         finally:
             await first.close()
         pool = AsyncConnectionPool(
