@@ -47,9 +47,8 @@ def test_a_postgresql_url_selects_the_server_adapter_and_a_path_never_imports_ps
 
 def test_a_database_url_in_the_settings_is_kept_as_written(monkeypatch):
     written = "postgresql://me:secret@db.example:5433/switchboard?sslmode=require"
-    for settings in (load_settings(db=written), load_settings(db="~/x.db")):
-        assert settings.db_path.exists() or not isinstance(settings.db_path, DatabaseUrl)
-    assert str(load_settings(db=written).db_path) == written  # not a path: no "//" folded, no ~ expanded
+    given = load_settings(db=written).db_path
+    assert isinstance(given, DatabaseUrl) and str(given) == written  # not a path: no "//" folded
     monkeypatch.setenv("SWITCHBOARD_DB", written)
     monkeypatch.setenv("SWITCHBOARD_ENGINE__MAX_CONCURRENT", "3")  # the pydantic path, not the plain one
     settings = load_settings()
