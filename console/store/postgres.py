@@ -244,7 +244,7 @@ class PostgresStore:
         async with self._require().connection() as conn:
             # one snapshot of the database for every part
             async with conn.transaction():
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                await conn.execute(SQL["read_one_moment"])
 
                 async def rows(name: str) -> list[dict[str, Any]]:
                     return await (await conn.execute(SQL[name])).fetchall()
@@ -350,7 +350,7 @@ class PostgresStore:
     async def get_call(self, call_id: str, turns: int = 50) -> Call | None:
         async with self._require().connection() as conn:
             async with conn.transaction():  # the call, its turns and their count as of one moment
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                await conn.execute(SQL["read_one_moment"])
                 call = await (await conn.execute(SQL["get_call"], {"id": call_id})).fetchone()
                 if call is None:
                     return None
@@ -398,23 +398,19 @@ async def _migrate(conn: psycopg.AsyncConnection, shown: str) -> None:
     """Brings the schema to SCHEMA_VERSION in one transaction. The advisory lock makes processes
     opening at once wait for each other, so the one that comes second finds the work done."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        found = await (await conn.execute(
-            "SELECT to_regclass('switchboard_schema') IS NOT NULL AS ours, "
-            "to_regclass('processes') IS NOT NULL AS taken")).fetchone()
+        await conn.execute(SQL["migration_lock"], {"key": MIGRATION_LOCK})
+        found = await (await conn.execute(SQL["schema_found"])).fetchone()
         if not found["ours"]:
             if found["taken"]:
                 raise NotADatabase(f"{shown}: not a Switchboard database (it has a processes table of its own)")
-            await conn.execute(
-                "CREATE TABLE switchboard_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
-            await conn.execute("INSERT INTO switchboard_schema VALUES (1, 0)")
-        version = (await (await conn.execute("SELECT version FROM switchboard_schema WHERE id = 1")).fetchone())["version"]
+            await conn.execute(SQL["create_schema_version"])
+        version = (await (await conn.execute(SQL["schema_version"])).fetchone())["version"]
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(f"{shown}: database schema v{version} is newer than this Switchboard (v{SCHEMA_VERSION})")
         for number in range(version, SCHEMA_VERSION):
             await conn.execute(pg_sql.migrations()[number])
         if version < SCHEMA_VERSION:
-            await conn.execute("UPDATE switchboard_schema SET version = %s WHERE id = 1", (SCHEMA_VERSION,))
+            await conn.execute(SQL["set_schema_version"], {"version": SCHEMA_VERSION})
 
 
 # -- rows --------------------------------------------------------------------------------------------------

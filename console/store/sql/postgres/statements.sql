@@ -218,3 +218,24 @@ SELECT * FROM transfers WHERE id = %(id)s;
 SELECT * FROM transfers
 WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(call_id)s::text IS NULL OR call_id = %(call_id)s)
 ORDER BY created_at DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- Migrating (at open, in one transaction): the lock makes processes opening at once take turns.
+-- name: migration_lock
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: schema_found
+SELECT to_regclass('switchboard_schema') IS NOT NULL AS ours, to_regclass('processes') IS NOT NULL AS taken;
+
+-- name: create_schema_version
+CREATE TABLE switchboard_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT INTO switchboard_schema VALUES (1, 0);
+
+-- name: schema_version
+SELECT version FROM switchboard_schema WHERE id = 1;
+
+-- name: set_schema_version
+UPDATE switchboard_schema SET version = %(version)s WHERE id = 1;
+
+-- The first statement of a transaction whose reads must agree with each other.
+-- name: read_one_moment
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
