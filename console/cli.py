@@ -185,7 +185,7 @@ def _settings(args: argparse.Namespace, **overrides: Any):
     from console.settings import load_settings
 
     if args.db:
-        overrides["db"] = Path(args.db)
+        overrides["db"] = args.db  # a path, or a postgresql:// URL kept as written (settings tell them apart)
     if getattr(args, "listen", None):
         from console.intake.listen import parse_listen
 
@@ -521,6 +521,9 @@ def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
         settings = _settings(args)
         _check_listen(args, settings)
     _ensure_data_dir(settings)
+    if not isinstance(settings.db_path, Path):  # it shows and checks a file's folder
+        raise UserError("--db: the console does not open a PostgreSQL database yet (`switchboard run` and "
+                        "`status` do)")
     if not settings.db_path.parent.is_dir():
         raise UserError(f"{settings.db_path.parent}: the database's folder does not exist")
     log_path = settings.resolved_data_dir / "switchboard.log"

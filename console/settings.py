@@ -34,6 +34,26 @@ def user_data_dir() -> Path:
     return Path(base) / "switchboard"
 
 
+class DatabaseUrl(str):
+    """`db` given as a server database's URL (postgresql://...), kept as it was written: a
+    path's rules (~ expanded, folders created) do not apply to it."""
+
+    def expanduser(self) -> DatabaseUrl:
+        return self
+
+    def exists(self) -> bool:
+        """True: a server database is not looked for on this machine; opening it reaches the
+        server (StoreUnavailable, one line, if it cannot)."""
+        return True
+
+
+def database_location(text: str) -> Path | DatabaseUrl:
+    """`db` as written: a server URL stays text, anything else is a file's path."""
+    from console.store import is_server_url
+
+    return DatabaseUrl(text) if is_server_url(text) else Path(text)
+
+
 class SecretStr:
     """A secret (an API key, a token): shown as '**********', given by get_secret_value()."""
 
@@ -66,7 +86,8 @@ class SecretStr:
 @dataclass(frozen=True)
 class _Field:
     """One setting. `kind`: int, float, str, bool, choice (one of `choices`), pools
-    (name → int), keymap (name → str), path? / str? / secret? (or None)."""
+    (name → int), keymap (name → str), path? / str? / secret? (or None), db? (a path or a
+    server database's URL, or None)."""
 
     kind: str
     default: Any = None
@@ -176,7 +197,7 @@ _TUI = {
     "keymap": _Field("keymap", factory=dict),
 }
 _TOP = {
-    "db": _Field("path?"),  # default: <user data dir>/switchboard.db
+    "db": _Field("db?"),  # a file (default: <user data dir>/switchboard.db) or a postgresql:// URL
     "data_dir": _Field("path?"),  # default: <user data dir>
     # The Groq SDK's own variables. The key is a secret: never printed, logged or stored.
     "groq_api_key": _Field("secret?"),
@@ -242,7 +263,7 @@ class Settings(_Section):
     _fields = {**_TOP, **{name: _Field("section", factory=cls) for name, cls in _SECTIONS.items()}}
     model_fields = _fields
 
-    db: Path | None
+    db: Path | DatabaseUrl | None
     data_dir: Path | None
     engine: Any
     store: Any
@@ -255,7 +276,7 @@ class Settings(_Section):
     groq_base_url: str | None
 
     @property
-    def db_path(self) -> Path:
+    def db_path(self) -> Path | DatabaseUrl:
         return (self.db or (self.resolved_data_dir / "switchboard.db")).expanduser()
 
     @property
@@ -303,6 +324,12 @@ def _plain(f: _Field, v: Any) -> Any:
         if v is not None:
             if t is str and v:
                 v = Path(v)
+            elif not isinstance(v, Path):
+                raise _Refer
+    elif kind == "db?":
+        if v is not None:
+            if t is str and v:
+                v = database_location(v)
             elif not isinstance(v, Path):
                 raise _Refer
     elif kind == "secret?":
@@ -403,7 +430,7 @@ def _pydantic_model() -> Any:
         return {
             "int": int, "float": float, "str": str, "bool": bool, "pools": dict[str, int],
             "keymap": dict[str, str], "path?": Optional[Path], "str?": Optional[str],
-            "secret?": Optional[pydantic.SecretStr],
+            "secret?": Optional[pydantic.SecretStr], "db?": Optional[str],
         }.get(f.kind) or Literal[f.choices]  # type: ignore[valid-type]
 
     def field(f: _Field, **extra: Any) -> Any:
@@ -420,6 +447,11 @@ def _pydantic_model() -> Any:
                     lambda cls, v, fn=f.before: fn(v))
             if f.check is not None:
                 out[f"check_{name}"] = field_validator(name)(lambda cls, v, fn=f.check: fn(v))
+            if f.kind == "db?":  # validated as text (a path given as Path too), then told apart
+                out[f"before_{name}"] = field_validator(name, mode="before")(
+                    lambda cls, v: str(v) if isinstance(v, Path) else v)
+                out[f"location_{name}"] = field_validator(name)(
+                    lambda cls, v: database_location(v) if v is not None else None)
         return out
 
     def model(name: str, fields: dict[str, _Field]) -> Any:
@@ -459,7 +491,7 @@ def _pydantic_model() -> Any:
         top[name] = (annotation(f), field(f, **extra))
     for name, section in sections.items():
         top[name] = (section, Field(default_factory=section))
-    _pydantic_settings = create_model("Settings", __base__=_Base, **top)
+    _pydantic_settings = create_model("Settings", __base__=_Base, __validators__=validators(_TOP), **top)
     return _pydantic_settings
 
 

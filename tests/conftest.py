@@ -12,7 +12,7 @@ import pytest
 
 from console.engine.orchestrator import Orchestrator
 from console.engine.workflow import parse_workflow_text
-from console.settings import load_settings
+from console.settings import DatabaseUrl, load_settings
 from console.store import Store, open_store
 from console.store.memory import MemoryStore
 
@@ -20,7 +20,16 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))  # `steps` for python-kind entry points
 
+import pg  # noqa: E402
 import steps  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_server():
+    """The embedded PostgreSQL server (tests/pg.py) is started by the first test that needs it
+    and stopped here, at the end of the session."""
+    yield
+    pg.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +76,9 @@ def dep(dependent: str, dependency: str, type_: str = "sequential", percent: flo
 
 
 # The store adapters an engine test can run on (tests/test_store_conformance.py checks that they
-# keep the same contract): "memory" for tests that are about the engine, not the database.
-ADAPTERS = ("memory", "sqlite")
+# keep the same contract): "memory" for tests that are about the engine, not the database;
+# "postgres" on a database of its own on the session's embedded server (tests/pg.py).
+ADAPTERS = ("memory", "sqlite", "postgres")
 on_every_adapter = pytest.mark.parametrize("adapter", ADAPTERS)
 
 
@@ -82,15 +92,21 @@ def make_store(adapter: str, settings) -> Store:
 async def running_engine(tmp_path: Path, dispatch: bool = True, adapter: str = "sqlite",
                          **engine: Any) -> AsyncIterator[Orchestrator]:
     settings = make_settings(tmp_path, **engine)
-    store = make_store(adapter, settings)
-    await store.open()
-    orch = Orchestrator(store, settings)
-    await orch.start(dispatch=dispatch)
+    if adapter == "postgres":
+        settings = settings.model_copy(update={"db": DatabaseUrl(pg.server().create_database())})
     try:
-        yield orch
+        store = make_store(adapter, settings)
+        await store.open()
+        orch = Orchestrator(store, settings)
+        await orch.start(dispatch=dispatch)
+        try:
+            yield orch
+        finally:
+            await orch.stop()
+            await store.close()
     finally:
-        await orch.stop()
-        await store.close()
+        if adapter == "postgres":
+            pg.server().drop_database(str(settings.db))
 
 
 # Waits return as soon as their condition holds; the deadline only ends a wait that would

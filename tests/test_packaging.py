@@ -58,7 +58,8 @@ def test_the_wheel_carries_the_themes_the_config_and_the_css(tmp_path):
         names = set(wheel.namelist())
     expected = {f"console/themes/{name}.toml" for name in THEMES} | {
         "console/config/switchboard.toml", "console/config/demo.toml",
-        "console/config/examples/shell-pipeline.toml", "console/tui/app.tcss"}
+        "console/config/examples/shell-pipeline.toml", "console/tui/app.tcss",
+        "console/store/sql/postgres/statements.sql", "console/store/sql/postgres/001_schema.sql"}
     assert expected - names == set()
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "console").rglob("*.py")}
     assert modules - names == set()

@@ -1,8 +1,8 @@
 """The storage ports' contract (console/store/ports.py), checked against every adapter.
 
 Each test runs once per adapter in ADAPTERS. An adapter joins the suite with one `Adapter`:
-how to make a fresh database and how to connect to it (a PostgreSQL one would create a schema
-per test and connect with its DSN). Two connections to one database stand for two processes.
+how to make a fresh database and how to connect to it (PostgreSQL: a database of its own per
+test on the session's embedded server, tests/pg.py, reached by its URL). Two connections to one database stand for two processes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pg
 import pytest
 
 from console.errors import NotADatabase, SchemaTooNew, StoreError, StoreUnavailable, SwitchboardError, UserError
@@ -51,6 +52,9 @@ class Adapter:
         """A connection to `database`, not yet open."""
         raise NotImplementedError
 
+    def discard(self, database: Any) -> None:
+        """After the test: remove what `database` made outside tmp_path."""
+
 
 class SqliteAdapter(Adapter):
     name = "sqlite"
@@ -72,7 +76,22 @@ class MemoryAdapter(Adapter):
         return MemoryStore(database)
 
 
-ADAPTERS: dict[str, Adapter] = {a.name: a for a in (MemoryAdapter(), SqliteAdapter())}
+class PostgresAdapter(Adapter):
+    name = "postgres"
+
+    def database(self, tmp_path: Path) -> Any:
+        return pg.server().create_database()
+
+    def connect(self, database: Any) -> Store:
+        from console.store.postgres import PostgresStore
+
+        return PostgresStore(database)
+
+    def discard(self, database: Any) -> None:
+        pg.server().drop_database(database)
+
+
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in (MemoryAdapter(), SqliteAdapter(), PostgresAdapter())}
 
 
 @pytest.fixture(params=list(ADAPTERS))
@@ -82,7 +101,9 @@ def adapter(request) -> Adapter:
 
 @pytest.fixture
 def database(adapter, tmp_path):
-    return adapter.database(tmp_path)
+    made = adapter.database(tmp_path)
+    yield made
+    adapter.discard(made)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The storage ports: what the engine and the front ends may ask of a database.
 
 Each port is a Protocol an adapter implements; `Store` is all of them, the surface an adapter
-offers whole (`SqliteStore`, `MemoryStore`; a PostgreSQL adapter would be a third). A user names
+offers whole (`SqliteStore`, `PostgresStore`, `MemoryStore`). A user names
 the narrowest port it needs, so what it depends on is written down and a test can hand it any
 adapter.
 
