@@ -798,9 +798,12 @@ def _use_pidfd_watcher() -> None:
     so it is made again when the running loop changes."""
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         return
+    global _pidfd_watched
+    import weakref  # loaded by asyncio already
+
     loop = asyncio.get_running_loop()
-    watcher = asyncio.get_child_watcher()
-    if isinstance(watcher, asyncio.PidfdChildWatcher) and watcher._loop is loop:  # noqa: SLF001
+    if _pidfd_watched is not None and _pidfd_watched[1]() is loop \
+            and asyncio.get_child_watcher() is _pidfd_watched[0]:
         return
     try:
         os.close(os.pidfd_open(os.getpid()))  # the kernel may lack pidfds (before Linux 5.3)
@@ -809,6 +812,10 @@ def _use_pidfd_watcher() -> None:
     watcher = asyncio.PidfdChildWatcher()
     watcher.attach_loop(loop)
     asyncio.set_child_watcher(watcher)
+    _pidfd_watched = (watcher, weakref.ref(loop))
+
+
+_pidfd_watched: tuple[Any, Any] | None = None  # (watcher, weak reference to the loop)
 
 
 async def _on_event(event: asyncio.Event, action: Any) -> None:

@@ -91,8 +91,8 @@ def _process_row(p: Process, spec_json: Callable[[Process], tuple[str, str]] | N
     m = p.metrics
     spec, resources = spec_json(p) if spec_json is not None else (_dumps(p.spec), _dumps(p.resources))
     return (
-        p.id, p.kind, p.priority._value_, spec, resources, p.max_attempts,  # _value_: see Orchestrator._set
-        p.state._value_, p.reason, p.progress, p.attempt, p.failures,
+        p.id, p.kind, p.priority.value, spec, resources, p.max_attempts,
+        p.state.value, p.reason, p.progress, p.attempt, p.failures,
         _dumps(p.interruption.to_json()) if p.interruption else None,
         _dumps(p.checkpoint) if p.checkpoint is not None else None, p.checkpoint_seq,
         p.created_at, p.updated_at, p.started_at, p.finished_at, m.resumes_total,
@@ -131,7 +131,7 @@ def _process_from(row: sqlite3.Row) -> Process:
 
 
 def _request_row(r: ResumeRequest) -> tuple:
-    return (r.process_id, r.priority._value_, r.requested_at, r.seq, r.source._value_, r.not_before,
+    return (r.process_id, r.priority.value, r.requested_at, r.seq, r.source.value, r.not_before,
             int(r.force_immediate))
 
 
