@@ -485,7 +485,7 @@ def _from_model(m: Any) -> Settings:
 def _check_toml(path: Path) -> dict[str, Any]:
     """Unknown keys in our own config file are mistakes worth naming (env may hold anything).
     Returns what the file says."""
-    from console import plaintoml
+    import tomllib
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -493,7 +493,10 @@ def _check_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
-    data = plaintoml.loads(text, str(path))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
     for key, value in data.items():
         if key == "groq_api_key":
             raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "

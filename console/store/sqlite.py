@@ -198,6 +198,8 @@ class SqliteStore:
         self._checkpointed = True  # nothing committed since the last background checkpoint began
         self.checkpoints_run = 0  # background checkpoints (for tests)
         self._closing = asyncio.Event()
+        # a transaction spans several awaits on the one connection: one at a time
+        self._transaction = asyncio.Lock()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -213,9 +215,7 @@ class SqliteStore:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         try:
-            # one call on aiosqlite's thread, not a hop per statement
-            self._wal = await self._db._execute(_configure, self._db._conn, int(self._busy_timeout_ms),
-                                                self._synchronous)
+            self._wal = await _configure(self._db, int(self._busy_timeout_ms), self._synchronous)
             await self._migrate()
         except BaseException as e:
             # close, or aiosqlite's (non-daemon) thread keeps the program from exiting
@@ -233,7 +233,8 @@ class SqliteStore:
                 f"{self.path}: database schema v{version} is newer than this Switchboard (v{SCHEMA_VERSION})"
             )
         for number in range(version, SCHEMA_VERSION):
-            await db._execute(_migrate_to, db._conn, number)
+            async with self._transaction:
+                await _migrate_to(db, number)
 
     async def close(self) -> None:
         if self._db is None:
@@ -304,8 +305,8 @@ class SqliteStore:
                 self._committed(self._inflight_upto, done)
 
     def _committed(self, upto: int, done: asyncio.Future[None] | None) -> None:
-        """A batch is committed (called by aiosqlite's thread through the loop, as soon as the
-        COMMIT returns, and again by the flusher: idempotent)."""
+        """A batch is committed (called as soon as the COMMIT returns, and again by the flusher:
+        idempotent)."""
         self._committed_upto = max(self._committed_upto, upto)
         if done is not None and not done.done():
             self.commits += 1
@@ -316,20 +317,27 @@ class SqliteStore:
         # Row building (JSON) happens here on the loop, in slices of ROWS_SLICE_S: a batch of
         # 1,000 new processes took ~24 ms in one step. (The rows are read from the live objects:
         # one that changes between two slices is written again by the batch that changed it,
-        # which commits after this one.) The statements then run as one call on aiosqlite's
-        # thread: one hop per transaction instead of one per statement (~73 µs each).
+        # which commits after this one.)
         statements: list[tuple[str, list[tuple]]] = []
         for _ in _statement_steps(b, statements, self._spec_json, _Budget(ROWS_SLICE_S)):
             await asyncio.sleep(0)
         wal = self.path + "-wal" if self._wal else None
-        # The thread tells the loop the moment the COMMIT returns (one turn sooner than through
-        # aiosqlite's result, which then wakes this task, which then sets `done`).
-        loop = asyncio.get_running_loop()
-        on_commit = functools.partial(loop.call_soon_threadsafe, self._committed, upto, done)
+        on_commit = functools.partial(self._committed, upto, done)
         if wal is not None and self._writeback is None:
             self._writeback = _WalWriteback(wal)
-        await self._require()._execute(_run_transaction, self._require()._conn, statements, wal, on_commit,
-                                       self._writeback)
+        db = self._require()
+        async with self._transaction:
+            await _run_transaction(db, statements)
+        on_commit()
+        if wal is not None:
+            try:
+                size = os.stat(wal).st_size
+                if size > WAL_MAX_BYTES:
+                    await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                elif self._writeback is not None:
+                    self._writeback.grown(size)
+            except (OSError, sqlite3.Error):
+                log.warning("WAL checkpoint after a commit failed", exc_info=True)
 
     # -- WAL checkpoints ----------------------------------------------------------------
 
@@ -385,6 +393,11 @@ class SqliteStore:
         self, holder: LeaseHolder, is_stale: Callable[[LeaseHolder], bool]
     ) -> LeaseHolder | None:
         db = self._require()
+        async with self._transaction:
+            return await self._acquire_lease(db, holder, is_stale)
+
+    async def _acquire_lease(self, db: aiosqlite.Connection, holder: LeaseHolder,
+                             is_stale: Callable[[LeaseHolder], bool]) -> LeaseHolder | None:
         await db.execute("BEGIN IMMEDIATE")
         try:
             current = await self._lease_row()
@@ -425,16 +438,17 @@ class SqliteStore:
     async def load_snapshot(self) -> Snapshot:
         db = self._require()
         # One read transaction, so the pieces agree with each other.
-        await db.execute("BEGIN")
-        try:
-            processes = await self.list_processes()
-            dependencies = await self.list_dependencies()
-            requests = await self.list_requests()
-            pools = {r["name"]: r["size"] for r in await db.execute_fetchall("SELECT name, size FROM pools")}
-            last_event = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0]
-            last_request = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM resume_requests"))[0][0]
-        finally:
-            await db.execute("COMMIT")
+        async with self._transaction:
+            await db.execute("BEGIN")
+            try:
+                processes = await self.list_processes()
+                dependencies = await self.list_dependencies()
+                requests = await self.list_requests()
+                pools = {r["name"]: r["size"] for r in await db.execute_fetchall("SELECT name, size FROM pools")}
+                last_event = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0]
+                last_request = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM resume_requests"))[0][0]
+            finally:
+                await db.execute("COMMIT")
         return Snapshot(processes, dependencies, requests, pools, last_event, last_request)
 
     async def list_processes(self) -> list[Process]:
@@ -761,69 +775,50 @@ class _WalWriteback:
                 pass
 
 
-def _configure(conn: sqlite3.Connection, busy_timeout_ms: int, synchronous: str) -> bool:
-    """The connection's settings (on aiosqlite's thread); True if the database is in WAL mode."""
-    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    wal = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower() == "wal"
+async def _configure(db: aiosqlite.Connection, busy_timeout_ms: int, synchronous: str) -> bool:
+    """The connection's settings; True if the database is in WAL mode."""
+    await db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    mode = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
+    wal = str(mode[0]).lower() == "wal"
     if wal:
         # No checkpoint inside a commit: SQLite's automatic one ran in the commit that crossed
-        # 1,000 WAL pages, copying them and fsyncing the database (17-25 ms here, every ~0.1 s
-        # under load), and every write gathered meanwhile waited for it. See
-        # SqliteStore._checkpoints for what happens instead.
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA foreign_keys = ON")
+        # 1,000 WAL pages, copying them and fsyncing the database, and every write gathered
+        # meanwhile waited for it. See SqliteStore._checkpoints for what happens instead.
+        await db.execute("PRAGMA wal_autocheckpoint = 0")
+        await db.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
+    await db.execute(f"PRAGMA synchronous = {synchronous}")
+    await db.execute("PRAGMA foreign_keys = ON")
     return wal
 
 
-def _migrate_to(conn: sqlite3.Connection, number: int) -> None:
-    """Migration `number` (0-based) in its own transaction, on aiosqlite's thread."""
-    conn.execute("BEGIN IMMEDIATE")
+async def _migrate_to(db: aiosqlite.Connection, number: int) -> None:
+    """Migration `number` (0-based) in its own transaction."""
+    await db.execute("BEGIN IMMEDIATE")
     try:
         # re-check inside the write lock: another process may have migrated meanwhile
-        if conn.execute("PRAGMA user_version").fetchone()[0] > number:
-            conn.execute("ROLLBACK")
+        if (await (await db.execute("PRAGMA user_version")).fetchone())[0] > number:
+            await db.execute("ROLLBACK")
             return
         for statement in _split_script(MIGRATIONS[number]):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {number + 1}")
-        conn.execute("COMMIT")
+            await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {number + 1}")
+        await db.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
         raise
 
 
-def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple]]],
-                     wal: str | None = None, on_commit: Callable[[], Any] | None = None,
-                     writeback: _WalWriteback | None = None) -> None:
-    """Runs on aiosqlite's thread. `wal`: the WAL file, checkpointed here once it has grown
-    past WAL_MAX_BYTES (after a restart it is truncated to that size, so a larger file means
-    the log itself is larger); `writeback` is told its size."""
-    conn.execute("BEGIN IMMEDIATE")
+async def _run_transaction(db: aiosqlite.Connection, statements: list[tuple[str, list[tuple]]]) -> None:
+    await db.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in statements:
-            conn.executemany(sql, rows)
-        conn.execute("COMMIT")
+            await db.executemany(sql, rows)
+        await db.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
         raise
-    if on_commit is not None:
-        try:
-            on_commit()
-        except RuntimeError:  # the loop is closed: the flusher settles it, if anyone
-            pass
-    if wal is not None:
-        try:
-            size = os.stat(wal).st_size
-            if size > WAL_MAX_BYTES:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            elif writeback is not None:
-                writeback.grown(size)
-        except (OSError, sqlite3.Error):
-            log.warning("WAL checkpoint after a commit failed", exc_info=True)
 
 
 _VOICE_COLUMNS = ("id", "call_id", "process_id", "input_text", "audio_path", "transcript", "reply",
