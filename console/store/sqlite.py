@@ -15,6 +15,7 @@ from typing import Any, Callable, Generator, Iterable, Iterator
 
 import aiosqlite
 
+from console import compat
 from console.model import (
     Call,
     Checkpoint,
@@ -305,8 +306,8 @@ class SqliteStore:
                 self._committed(self._inflight_upto, done)
 
     def _committed(self, upto: int, done: asyncio.Future[None] | None) -> None:
-        """A batch is committed (called as soon as the COMMIT returns, and again by the flusher:
-        idempotent)."""
+        """A batch is committed (called by aiosqlite's thread through the loop, as soon as the
+        COMMIT returns, and again by the flusher: idempotent)."""
         self._committed_upto = max(self._committed_upto, upto)
         if done is not None and not done.done():
             self.commits += 1
@@ -322,22 +323,16 @@ class SqliteStore:
         for _ in _statement_steps(b, statements, self._spec_json, _Budget(ROWS_SLICE_S)):
             await asyncio.sleep(0)
         wal = self.path + "-wal" if self._wal else None
-        on_commit = functools.partial(self._committed, upto, done)
+        # The transaction runs as one job on aiosqlite's thread (one hop instead of one per
+        # statement: each hop waits for a turn of a busy loop), which tells the loop the moment
+        # the COMMIT returns.
+        loop = asyncio.get_running_loop()
+        on_commit = functools.partial(loop.call_soon_threadsafe, self._committed, upto, done)
         if wal is not None and self._writeback is None:
             self._writeback = _WalWriteback(wal)
-        db = self._require()
         async with self._transaction:
-            await _run_transaction(db, statements)
-        on_commit()
-        if wal is not None:
-            try:
-                size = os.stat(wal).st_size
-                if size > WAL_MAX_BYTES:
-                    await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                elif self._writeback is not None:
-                    self._writeback.grown(size)
-            except (OSError, sqlite3.Error):
-                log.warning("WAL checkpoint after a commit failed", exc_info=True)
+            await compat.on_connection_thread(self._require(), _run_transaction, statements, wal, on_commit,
+                                              self._writeback)
 
     # -- WAL checkpoints ----------------------------------------------------------------
 
@@ -809,16 +804,35 @@ async def _migrate_to(db: aiosqlite.Connection, number: int) -> None:
         raise
 
 
-async def _run_transaction(db: aiosqlite.Connection, statements: list[tuple[str, list[tuple]]]) -> None:
-    await db.execute("BEGIN IMMEDIATE")
+def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple]]],
+                     wal: str | None = None, on_commit: Callable[[], Any] | None = None,
+                     writeback: _WalWriteback | None = None) -> None:
+    """Runs on aiosqlite's thread. `wal`: the WAL file, checkpointed here once it has grown
+    past WAL_MAX_BYTES (after a restart it is truncated to that size, so a larger file means
+    the log itself is larger); `writeback` is told its size."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in statements:
-            await db.executemany(sql, rows)
-        await db.execute("COMMIT")
+            conn.executemany(sql, rows)
+        conn.execute("COMMIT")
     except BaseException:
-        if db.in_transaction:
-            await db.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+    if on_commit is not None:
+        try:
+            on_commit()
+        except RuntimeError:  # the loop is closed: the flusher settles it, if anyone
+            pass
+    if wal is not None:
+        try:
+            size = os.stat(wal).st_size
+            if size > WAL_MAX_BYTES:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            elif writeback is not None:
+                writeback.grown(size)
+        except (OSError, sqlite3.Error):
+            log.warning("WAL checkpoint after a commit failed", exc_info=True)
 
 
 _VOICE_COLUMNS = ("id", "call_id", "process_id", "input_text", "audio_path", "transcript", "reply",
