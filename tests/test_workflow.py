@@ -1,5 +1,6 @@
-"""Workflow parsing: tomllib reads the file, the pydantic models convert each entry or word
-the error, naming the file, the process (or dependency) and the field."""
+"""Workflow parsing: tomllib reads the file; an entry already plain is taken as it is
+(console.compat, held to the models in tests/test_compat.py), any other goes through the
+pydantic models, which convert it or word the error naming the file, the entry and the field."""
 
 from __future__ import annotations
 

@@ -2,8 +2,10 @@
 
 Every error names the file, the process (or dependency) and the field.
 
-The TOML is read by `tomllib`; each entry goes through a pydantic model, which converts it or
-words the error."""
+The TOML is read by `tomllib`. Parsing is on the path of `switchboard run --workflow F` (a cold
+start), so entries whose every field is already of its type and valid are taken as they are
+(`console.compat.plain_process_entry`, `plain_dependency_entry`: pydantic is then not imported);
+any other goes through the pydantic models, which convert it or word the error."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from console import kinds
+from console import compat, kinds
 from console.engine.graph import DependencyGraph
 from console.model import Dependency, DependencyType, Priority, Process, UserError
 
@@ -153,14 +155,20 @@ def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
     # process still gets its own copy.
     specs: dict[tuple[str, bytes], bytes] = {}
     for index, raw in enumerate(raw_processes):
-        name = raw.get("id") if isinstance(raw, dict) else None
-        where = f"{source}: process {name!r}" if isinstance(name, str) else f"{source}: process #{index + 1}"
-        if not isinstance(raw, dict):
-            raise UserError(f"{where}: must be a table")
-        entry = _validated(_entry_models()[0], raw, where)
-        pid, kind_name, priority, pools, attempts, hold = (
-            entry.id, entry.kind, entry.priority, entry.resources, entry.max_attempts, entry.hold)
-        extra = dict(entry.model_extra or {})
+        fields = compat.plain_process_entry(raw, ID_PATTERN) if type(raw) is dict else None
+        if fields is not None:
+            pid, kind_name, priority, pools, attempts, hold = fields
+            extra = {k: v for k, v in raw.items() if k not in compat.PROCESS_ENTRY_FIELDS}
+            where = f"{source}: process {pid!r}"
+        else:
+            name = raw.get("id") if isinstance(raw, dict) else None
+            where = f"{source}: process {name!r}" if isinstance(name, str) else f"{source}: process #{index + 1}"
+            if not isinstance(raw, dict):
+                raise UserError(f"{where}: must be a table")
+            entry = _validated(_entry_models()[0], raw, where)
+            pid, kind_name, priority, pools, attempts, hold = (
+                entry.id, entry.kind, entry.priority, entry.resources, entry.max_attempts, entry.hold)
+            extra = dict(entry.model_extra or {})
         if pid in seen:
             raise UserError(f"{where}: field 'id': duplicate id {pid!r}")
         seen.add(pid)
@@ -197,12 +205,14 @@ def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
         raise UserError(f"{source}: [[dependency]] entries must be an array of tables")
     pairs: set[tuple[str, str]] = set()
     for index, raw in enumerate(raw_deps):
-        where = f"{source}: dependency #{index + 1}"
-        if isinstance(raw, dict) and isinstance(raw.get("dependent"), str):
-            where += f" ({raw.get('dependent')} → {raw.get('dependency')})"
-        entry = _validated(_entry_models()[1], raw, where)
-        fields = (entry.dependent, entry.dependency, entry.type, entry.required_completion_percent,
-                  entry.timeout_minutes)
+        fields = compat.plain_dependency_entry(raw)
+        if fields is None:
+            where = f"{source}: dependency #{index + 1}"
+            if isinstance(raw, dict) and isinstance(raw.get("dependent"), str):
+                where += f" ({raw.get('dependent')} → {raw.get('dependency')})"
+            entry = _validated(_entry_models()[1], raw, where)
+            fields = (entry.dependent, entry.dependency, entry.type, entry.required_completion_percent,
+                      entry.timeout_minutes)
         dependent, dependency, dtype, percent, timeout = fields
         if dependent == dependency or (dependent, dependency) in pairs:
             where = f"{source}: dependency #{index + 1} ({raw.get('dependent')} → {raw.get('dependency')})"
