@@ -139,3 +139,18 @@ def test_a_plain_workflow_is_parsed_without_the_models(tmp_path):
             "print(len(wf.processes), len(wf.dependencies), workflow._models is None)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["20", "20", "True"]
+
+
+# -- settings without pydantic-settings: held to it by tests/test_settings.py's property test ---------
+
+def test_the_settings_pin_says_why():
+    assert "compat.plain_settings" in pin_line("pydantic-settings")
+
+
+def test_plain_settings_refers_what_needs_converting_to_pydantic_settings():
+    from console import settings as S
+
+    plain = compat.plain_settings({"engine": {"max_concurrent": 3}}, S.Settings._fields, S._SECTIONS, S.SecretStr)
+    assert plain is not None and plain["engine"].max_concurrent == 3
+    for data in ({"engine": {"max_concurrent": "3"}}, {"engine": {"max_concurrent": 0}}, {"engine": {"nope": 1}}):
+        assert compat.plain_settings(data, S.Settings._fields, S._SECTIONS, S.SecretStr) is None, data
