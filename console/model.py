@@ -13,20 +13,11 @@ from console.errors import Conflict, NotFound, UserError  # noqa: F401 - defined
 # JSON as the store and `switchboard run` write it: compact, anything JSON has no type for as
 # its str(). Built once: json.dumps with options builds a new encoder on every call.
 json_text = json.JSONEncoder(separators=(",", ":"), default=str).encode
-_json_str = json.encoder.encode_basestring_ascii  # a str, exactly as json_text writes it
+_json_str = json_text  # a str alone: its JSON string literal
 
-# An event's data is the engine's own small dict of plain values, six of them per process run:
-# encoded by json's C encoder built once (`json_text` builds one per call: 4.7 µs a dict here,
-# this 2.7), the same text. It skips the circular-reference check, which the engine's dicts
-# never need (a cycle would raise RecursionError instead of ValueError).
-_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-if _c_encoder is not None:
-    _encode_data = _c_encoder(None, str, _json_str, None, ":", ",", False, False, True)
-
-    def data_text(data: dict[str, Any]) -> str:
-        return "".join(_encode_data(data, 0))
-else:  # pragma: no cover - a Python without json's C accelerator
-    data_text = json_text
+# An event's data is the engine's own small dict of plain values: no cycle-check needed (a
+# cycle would raise RecursionError instead of ValueError).
+data_text = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
 
 
 class State(str, Enum):

@@ -10,8 +10,9 @@ and, when needed, pydantic-settings models that read `.env` and the environment,
 values ("8" → 8) and word the errors. pydantic and pydantic-settings cost ~0.2 s to import
 and build, a good part of a `switchboard run`'s start, so the common case does without them:
 with no `SWITCHBOARD_*` variable, no `.env` file and every value already of its type and
-valid, the values are checked here against the same tables. Anything else goes through
-pydantic-settings, exactly as before.
+valid, the values are checked against the same tables by `console.compat.plain_settings`
+(held to pydantic-settings by tests/test_settings.py). Anything else goes through
+pydantic-settings.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from console.bundled import default_config
+from console import compat
 from console.model import UserError
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
@@ -284,125 +286,20 @@ class Settings(_Section):
         return (self.data_dir or user_data_dir()).expanduser()
 
 
-# -- checking values without pydantic (the common case) -------------------------------------------------
-
-class _Refer(Exception):
-    """Not a value this path takes as it is: pydantic decides (converts it or words the error)."""
-
-
-def _plain(f: _Field, v: Any) -> Any:
-    """`v` as the pydantic model would give it, if it needs no conversion and is valid."""
-    if f.before is not None:
-        v = f.before(v)
-    kind = f.kind
-    t = type(v)
-    if kind == "int":
-        if t is not int:
-            raise _Refer
-    elif kind == "float":
-        if t is float:
-            pass
-        elif t is int and -(2**53) <= v <= 2**53:
-            v = float(v)
-        else:
-            raise _Refer
-    elif kind == "str" or kind == "str?":
-        if t is not str and not (v is None and kind == "str?"):
-            raise _Refer
-    elif kind == "bool":
-        if t is not bool:
-            raise _Refer
-    elif kind == "choice":
-        if t is not str or v not in f.choices:
-            raise _Refer
-    elif kind == "pools" or kind == "keymap":
-        value_type = int if kind == "pools" else str
-        if t is not dict or not all(type(k) is str and type(x) is value_type for k, x in v.items()):
-            raise _Refer
-        v = dict(v)
-    elif kind == "path?":
-        if v is not None:
-            if t is str and v:
-                v = Path(v)
-            elif not isinstance(v, Path):
-                raise _Refer
-    elif kind == "db?":
-        if v is not None:
-            if t is str and v:
-                v = database_location(v)
-            elif not isinstance(v, Path):
-                raise _Refer
-    elif kind == "secret?":
-        if v is not None:
-            if t is not str:
-                raise _Refer
-            v = SecretStr(v)
-    else:  # pragma: no cover
-        raise _Refer
-    if (f.ge is not None and not v >= f.ge) or (f.gt is not None and not v > f.gt) \
-            or (f.le is not None and not v <= f.le):
-        raise _Refer
-    if f.check is not None:
-        try:
-            f.check(v)
-        except ValueError:
-            raise _Refer from None
-    return v
-
-
-def _plain_section(cls: type[_Section], data: Any) -> _Section:
-    if type(data) is not dict or not set(data) <= cls._fields.keys():
-        raise _Refer
-    return cls(**{name: _plain(f, data[name] if name in data else f.make_default())
-                  for name, f in cls._fields.items()})
-
-
-def _deep_update(mapping: dict[str, Any], *updates: dict[str, Any]) -> dict[str, Any]:
-    """How pydantic-settings merges its sources."""
-    merged = mapping.copy()
-    for update in updates:
-        for k, v in update.items():
-            if k in merged and isinstance(merged[k], dict) and isinstance(v, dict):
-                merged[k] = _deep_update(merged[k], v)
-            else:
-                merged[k] = v
-    return merged
-
+# -- without pydantic (the common case: console.compat) ---------------------------------------------------
 
 def _environment_values() -> dict[str, Any] | None:
-    """What the environment sets, if it is only the Groq variables, SWITCHBOARD_DB and
-    SWITCHBOARD_DATA_DIR; None when pydantic-settings must read it (other SWITCHBOARD_*
-    variables, a .env file, one name spelt in two cases)."""
-    found: dict[str, Any] = {}
-    for key, value in os.environ.items():
-        low = key.lower()
-        name = _PLAIN_ENV.get(low)
-        if name is None and low.startswith("switchboard_") and low != "switchboard_config":
-            return None
-        if name is not None:
-            if name in found:
-                return None
-            found[name] = value
-    if Path(".env").is_file():
-        return None
-    return found
+    """What the environment sets, if pydantic-settings need not read it (see
+    compat.plain_environment)."""
+    return compat.plain_environment(_PLAIN_ENV)
 
 
 def _settings_without_pydantic(toml: dict[str, Any], init: dict[str, Any]) -> Settings | None:
     env = _environment_values()
     if env is None or not set(init) <= Settings._fields.keys():
         return None
-    data = _deep_update(toml, env, init)
-    try:
-        values: dict[str, Any] = {}
-        for name, f in Settings._fields.items():
-            if f.kind == "section":
-                values[name] = _plain_section(_SECTIONS[name], data.get(name, {}))
-            else:
-                values[name] = _plain(f, data.get(name))
-    except _Refer:
-        return None
-    return Settings(**values)
+    values = compat.plain_settings(compat.deep_update(toml, env, init), Settings._fields, _SECTIONS, SecretStr)
+    return None if values is None else Settings(**values)
 
 
 # -- pydantic-settings (the general case) ---------------------------------------------------------------
@@ -513,7 +410,7 @@ def _from_model(m: Any) -> Settings:
 def _check_toml(path: Path) -> dict[str, Any]:
     """Unknown keys in our own config file are mistakes worth naming (env may hold anything).
     Returns what the file says."""
-    from console import plaintoml
+    import tomllib
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -521,7 +418,10 @@ def _check_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
-    data = plaintoml.loads(text, str(path))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
     for key, value in data.items():
         if key == "groq_api_key":
             raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "

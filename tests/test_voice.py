@@ -341,8 +341,8 @@ async def test_replies_that_arrive_together_are_handled_one_per_turn(tmp_path, s
 
 def test_the_sdks_models_are_warmed_with_the_installed_sdk(caplog):
     """The client is built in a worker thread that also fills the SDK's model caches (so the
-    first reply does not pay for it on the loop). That warm-up uses the SDK's internal model
-    builder: if an SDK upgrade moves it, this says so instead of the loop quietly paying."""
+    first reply does not pay for it on the loop), through `model_construct`: it must build
+    the nested models as the SDK does for a reply, or the warm-up fills nothing."""
     from groq.types.chat import ChatCompletion
 
     from console.voice import gateway
@@ -350,7 +350,11 @@ def test_the_sdks_models_are_warmed_with_the_installed_sdk(caplog):
     with caplog.at_level("DEBUG", logger="console.voice.gateway"):
         gateway._warm_models()
     assert not caplog.records, caplog.records
-    assert "choices" in ChatCompletion.model_fields
+    from groq.types.chat.chat_completion import Choice
+
+    built = ChatCompletion.model_construct(choices=[{"index": 0, "finish_reason": "stop",
+                                                     "message": {"role": "assistant", "content": "ok"}}])
+    assert isinstance(built.choices[0], Choice) and built.choices[0].message.content == "ok"
 
 
 async def _recording_server(bodies: list[tuple[str, str, dict[str, Any]]]) -> tuple[asyncio.AbstractServer, str]:
@@ -380,8 +384,8 @@ async def _recording_server(bodies: list[tuple[str, str, dict[str, Any]]]) -> tu
 
 @pytest.mark.parametrize("json_mode", [False, True])
 async def test_chat_sends_what_the_sdks_create_sends(tmp_path, json_mode):
-    """The gateway posts chat requests through the SDK's `post` (skipping `create`'s parameter
-    transform, ~1 ms of loop time a request): the request on the wire must be the same."""
+    """The gateway sends chat requests through the SDK's `chat.completions.create`: the request
+    on the wire is the SDK's own."""
     from groq import AsyncGroq
 
     from console.voice.gateway import GroqGateway

@@ -4,7 +4,7 @@ because only `switchboard bench` needs it: nothing in the product imports consol
 - `BlockingProcessTable`, `BlockingReplyLog`: the replaced designs' writes, with the
   synchronous `sqlite3` module called straight from async code. They block the caller (the
   event loop) on purpose: that is what the baselines measure.
-- `huey_storage`: huey's SQLite storage at our durability (WAL, synchronous=NORMAL; huey's
+- `NormalSyncConnection`: huey's SQLite connections at our durability (WAL, synchronous=NORMAL; huey's
   own `fsync` flag offers only FULL or OFF), for the throughput peer.
 - `fill_transfers`: the listing benchmark's million rows, bulk-inserted (the store's own
   write path builds each row as a Transfer: ~15,000 rows/s, too slow for a million). Called
@@ -57,17 +57,14 @@ class BlockingReplyLog:
         self.db.close()
 
 
-def huey_storage() -> type:
-    """huey's `SqliteStorage` with synchronous=NORMAL on each connection it opens."""
-    from huey.storage import SqliteStorage
+class NormalSyncConnection(sqlite3.Connection):
+    """A connection at synchronous=NORMAL: handed to huey's `SqliteHuey(factory=...)`, which
+    passes its extra keyword arguments on to `sqlite3.connect` (huey's own `fsync` flag offers
+    only FULL or OFF)."""
 
-    class Storage(SqliteStorage):
-        def _create_connection(self) -> sqlite3.Connection:
-            conn = super()._create_connection()
-            conn.execute("PRAGMA synchronous = NORMAL")
-            return conn
-
-    return Storage
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execute("PRAGMA synchronous = NORMAL")
 
 
 _CHUNK = 50_000  # rows per executemany while filling

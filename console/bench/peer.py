@@ -7,8 +7,8 @@ huey's storage for each dependent (`storage.incr`) and enqueues the dependent wh
 reaches its number of dependencies. Each task returns True, which huey stores as its result:
 the durable record of the completion. Timed from enqueueing the roots to the last result
 (counted by huey's completion signal, which it sends once the result is stored). Both sides
-use WAL with synchronous=NORMAL (console.bench.baselines.huey_storage: huey's own `fsync`
-flag offers only FULL or OFF)."""
+use WAL with synchronous=NORMAL (console.bench.baselines.NormalSyncConnection: huey's own
+`fsync` flag offers only FULL or OFF)."""
 
 from __future__ import annotations
 
@@ -48,10 +48,7 @@ def run(n: int, workers: int = WORKERS, initial_delay: float = INITIAL_DELAY_S,
     from huey import SqliteHuey, signals
     from huey.consumer import Consumer
 
-    from console.bench.baselines import huey_storage
-
-    class Huey(SqliteHuey):
-        storage_class = huey_storage()
+    from console.bench.baselines import NormalSyncConnection
 
     upstream: dict[int, int] = {}
     downstream: dict[int, list[int]] = {i: [] for i in range(n)}
@@ -61,7 +58,7 @@ def run(n: int, workers: int = WORKERS, initial_delay: float = INITIAL_DELAY_S,
     logging.getLogger("huey").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as d:
         db = Path(d) / "huey.db"
-        huey = Huey("bench", filename=str(db))
+        huey = SqliteHuey("bench", filename=str(db), factory=NormalSyncConnection)
 
         @huey.task(name="node")
         def node(i: int) -> bool:

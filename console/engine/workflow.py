@@ -2,27 +2,24 @@
 
 Every error names the file, the process (or dependency) and the field.
 
-Parsing is on the path of `switchboard run --workflow F` (a cold start), so it has a fast path
-for what workflow files are made of, with the general machinery behind it for everything
-else: TOML lines of the plain kind are read by `console.plaintoml`, anything else by
-`tomllib`; entries whose every field is already of its type and valid are taken as
-they are, any other goes through the pydantic models, which convert it or word the error. A
-1,000-process file: ~0.2 s before, ~0.05 s now, and pydantic is not imported for it."""
+The TOML is read by `tomllib`. Parsing is on the path of `switchboard run --workflow F` (a cold
+start), so entries whose every field is already of its type and valid are taken as they are
+(`console.compat.plain_process_entry`, `plain_dependency_entry`: pydantic is then not imported);
+any other goes through the pydantic models, which convert it or word the error."""
 
 from __future__ import annotations
 
 import marshal
-import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from console import kinds, plaintoml
+from console import compat, kinds
 from console.engine.graph import DependencyGraph
 from console.model import Dependency, DependencyType, Priority, Process, UserError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$"
-_ID = re.compile(ID_PATTERN[1:-1])  # fullmatch: `$` would also accept a trailing newline
 
 
 _models: tuple[Any, Any] | None = None
@@ -118,82 +115,6 @@ def _validated(model: Any, raw: Any, where: str) -> Any:
         raise UserError(f"{where}: field {loc!r}: {msg}") from None
 
 
-# -- the fast path for entries -------------------------------------------------------------------
-
-_PRIORITIES = {p.value: p for p in Priority}
-_DEPENDENCY_TYPES = {t.value: t for t in DependencyType}
-_PROCESS_FIELDS = frozenset({"id", "kind", "priority", "resources", "max_attempts", "hold"})
-_DEPENDENCY_FIELDS = frozenset({"dependent", "dependency", "type", "required_completion_percent",
-                                "timeout_minutes"})
-_MISSING: Any = object()
-_EXACT_FLOAT = 2**53  # ints up to here become floats exactly
-
-
-def _plain_process(raw: dict[str, Any]) -> tuple[str, str, Priority, dict[str, int], int, bool] | None:
-    """The entry's fields if each is already of its type and valid, as the model would give
-    them; None to let the model convert or refuse it."""
-    pid = raw.get("id")
-    kind = raw.get("kind")
-    if type(pid) is not str or type(kind) is not str or _ID.fullmatch(pid) is None:
-        return None
-    priority = _plain_choice(raw, "priority", _PRIORITIES, Priority.MEDIUM)
-    if priority is None:
-        return None
-    resources = raw.get("resources", _MISSING)
-    if resources is _MISSING:
-        resources = {}
-    elif type(resources) is dict and all(type(k) is str and type(v) is int for k, v in resources.items()):
-        resources = dict(resources)
-    else:
-        return None
-    attempts = raw.get("max_attempts", 3)
-    if type(attempts) is not int or not 1 <= attempts <= 1000:
-        return None
-    hold = raw.get("hold", False)
-    if type(hold) is not bool:
-        return None
-    return pid, kind, priority, resources, attempts, hold
-
-
-def _plain_choice(raw: dict[str, Any], key: str, members: dict[str, Any], default: Any) -> Any:
-    """The member `raw[key]` names (`default` when the key is absent); None when it names none."""
-    value = raw.get(key, _MISSING)
-    if value is _MISSING:
-        return default
-    return members.get(value) if type(value) is str else None
-
-
-def _plain_number(value: Any) -> float | None:
-    if type(value) is float:
-        return value
-    if type(value) is int and -_EXACT_FLOAT <= value <= _EXACT_FLOAT:
-        return float(value)
-    return None
-
-
-def _plain_dependency(raw: Any) -> tuple[str, str, DependencyType, float, float | None] | None:
-    if type(raw) is not dict or not _DEPENDENCY_FIELDS.issuperset(raw):
-        return None
-    dependent = raw.get("dependent")
-    dependency = raw.get("dependency")
-    if type(dependent) is not str or type(dependency) is not str:
-        return None
-    dtype = _plain_choice(raw, "type", _DEPENDENCY_TYPES, DependencyType.SEQUENTIAL)
-    if dtype is None:
-        return None
-    percent = _plain_number(raw.get("required_completion_percent", 100.0))
-    if percent is None or not 0 < percent <= 100:
-        return None
-    timeout = raw.get("timeout_minutes", _MISSING)
-    if timeout is _MISSING:
-        timeout = None
-    else:
-        timeout = _plain_number(timeout)
-        if timeout is None or not timeout > 0:
-            return None
-    return dependent, dependency, dtype, percent, timeout
-
-
 def parse_workflow(path: str | Path) -> Workflow:
     """Read and check a workflow file; raises UserError naming file, process and field."""
     path = Path(path)
@@ -207,7 +128,10 @@ def parse_workflow(path: str | Path) -> Workflow:
 
 
 def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
-    data = plaintoml.loads(text, source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{source}: not valid TOML: {e}") from None
 
     unknown = set(data) - {"resources", "process", "dependency"}
     if unknown:
@@ -231,10 +155,10 @@ def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
     # process still gets its own copy.
     specs: dict[tuple[str, bytes], bytes] = {}
     for index, raw in enumerate(raw_processes):
-        fields = _plain_process(raw) if type(raw) is dict else None
+        fields = compat.plain_process_entry(raw, ID_PATTERN) if type(raw) is dict else None
         if fields is not None:
             pid, kind_name, priority, pools, attempts, hold = fields
-            extra = {k: v for k, v in raw.items() if k not in _PROCESS_FIELDS}
+            extra = {k: v for k, v in raw.items() if k not in compat.PROCESS_ENTRY_FIELDS}
             where = f"{source}: process {pid!r}"
         else:
             name = raw.get("id") if isinstance(raw, dict) else None
@@ -281,7 +205,7 @@ def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
         raise UserError(f"{source}: [[dependency]] entries must be an array of tables")
     pairs: set[tuple[str, str]] = set()
     for index, raw in enumerate(raw_deps):
-        fields = _plain_dependency(raw)
+        fields = compat.plain_dependency_entry(raw)
         if fields is None:
             where = f"{source}: dependency #{index + 1}"
             if isinstance(raw, dict) and isinstance(raw.get("dependent"), str):

@@ -173,26 +173,6 @@ def _inherited_entries(base: dict[bytes, bytes]) -> list[bytes]:
     return _inherited[1]
 
 
-_EXECUTABLES: dict[tuple[bytes, bytes | None], tuple[bytes, ...]] = {}
-
-
-def _executable_list(program: str, path: bytes | None) -> tuple[bytes, ...]:
-    """Where exec looks for `program`, as `subprocess` does (the child's PATH)."""
-    key = (os.fsencode(program), path)
-    found = _EXECUTABLES.get(key)
-    if found is None:
-        exe = key[0]
-        if os.path.dirname(exe):
-            found = (exe,)
-        else:
-            found = tuple(os.path.join(os.fsencode(d), exe)
-                          for d in os.get_exec_path({} if path is None else {b"PATH": path}))
-        if len(_EXECUTABLES) > 1024:
-            _EXECUTABLES.clear()
-        _EXECUTABLES[key] = found
-    return found
-
-
 _devnull: tuple[int, int] | None = None  # (pid, fd): the children's stdin, opened once
 
 
@@ -203,20 +183,10 @@ def _devnull_fd() -> int:
     return _devnull[1]
 
 
-def _spawn_here(argv: list[str], path: bytes | None, cwd: str | None, env: list[bytes],
-                out_w: int, err_w: int) -> tuple[int, Any]:
-    """Start the command from this process (on the loop): (pid, a Popen to keep until it
-    is reaped, or None)."""
-    if spawner.fork_exec_usable():
-        try:
-            return spawner.spawn(argv, _executable_list(argv[0], path), cwd, env,
-                                 _devnull_fd(), out_w, err_w), None
-        except spawner.ExecFailed as e:
-            raise spawner.exception_for(e.data, argv[0], cwd) from None
-    # pragma: no cover - Python versions whose fork_exec we have not checked
-    env_map = dict(e.split(b"=", 1) for e in env)
-    proc = subprocess.Popen(argv, stdin=_devnull_fd(), stdout=out_w, stderr=err_w, cwd=cwd,
-                            env=env_map, start_new_session=True)
+def _spawn_here(argv: list[str], cwd: str | None, env: list[bytes], out_w: int, err_w: int) -> tuple[int, Any]:
+    """Start the command from this process (on the loop): (pid, its Popen, kept until it is
+    reaped)."""
+    proc = spawner.spawn(argv, cwd, env, _devnull_fd(), out_w, err_w)
     return proc.pid, proc
 
 
@@ -235,10 +205,9 @@ class _Spawner:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             null = _devnull_fd()
-            self.pid = spawner.spawn(
-                [sys.executable, "-I", "-S", spawner.__file__, str(theirs.fileno())],
-                (os.fsencode(sys.executable),), None, None, null, null, null, keep=(theirs.fileno(),),
-            )
+            self.proc = spawner.spawn([sys.executable, "-I", "-S", spawner.__file__, str(theirs.fileno())],
+                                      None, None, null, null, null, keep=(theirs.fileno(),))
+            self.pid = self.proc.pid
         except BaseException:
             ours.close()
             raise
@@ -248,12 +217,12 @@ class _Spawner:
         self.sock = ours
         loop.add_reader(ours.fileno(), self._readable)
 
-    def request(self, child: _Child, argv: list[str], executables: tuple[bytes, ...], cwd: str | None,
-                env: list[bytes], out_w: int, err_w: int) -> bool:
+    def request(self, child: _Child, argv: list[str], cwd: str | None, env: list[bytes],
+                out_w: int, err_w: int) -> bool:
         """Ask for `child` to be started; False if it must be started here instead."""
         if not self.ready or self.broken:
             return False
-        data = marshal.dumps((self._next + 1, argv, executables, cwd, env))
+        data = marshal.dumps((self._next + 1, argv, cwd, env))
         if len(data) > spawner.MAX_REQUEST:
             return False
         fds = out_w.to_bytes(4, sys.byteorder, signed=True) + err_w.to_bytes(4, sys.byteorder, signed=True)
@@ -299,8 +268,6 @@ class _Spawner:
                 if what == "s":
                     self._running[value] = child
                     child.started(value)
-                elif what == "e":
-                    child.start_failed(spawner.exception_for(value, child.program, child.cwd))
                 else:
                     child.start_failed(OSError(*value))
 
@@ -325,11 +292,11 @@ class _Spawner:
         if not self.loop.is_closed():
             self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
-        _exited_spawners.append(self.pid)
+        _exited_spawners.append(self.proc)
 
 
 _spawners: dict[int, _Spawner] = {}  # id(loop) -> its spawner
-_exited_spawners: list[int] = []
+_exited_spawners: list[subprocess.Popen] = []
 _spawner_failed = False
 
 
@@ -339,8 +306,7 @@ def _spawner_for(loop: asyncio.AbstractEventLoop) -> _Spawner | None:
     current = _spawners.get(id(loop))
     if current is not None and current.loop is loop and current.owner == os.getpid():
         return None if current.broken else current
-    if _spawner_failed or not spawner.fork_exec_usable() or not sys.platform.startswith("linux") \
-            or not sys.executable:
+    if _spawner_failed or not sys.platform.startswith("linux") or not sys.executable:
         return None
     for key, other in list(_spawners.items()):  # spawners of loops that are gone
         if other.owner != os.getpid():
@@ -348,14 +314,12 @@ def _spawner_for(loop: asyncio.AbstractEventLoop) -> _Spawner | None:
         elif other.loop.is_closed() or other.loop is loop:
             other.close()
             del _spawners[key]
-    for pid in list(_exited_spawners):
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                continue
-        _exited_spawners.remove(pid)
+    for proc in list(_exited_spawners):
+        if proc.poll() is not None:
+            _exited_spawners.remove(proc)
     try:
         current = _Spawner(loop)
-    except (OSError, spawner.ExecFailed) as e:
+    except (OSError, subprocess.SubprocessError) as e:
         log.warning("cannot start the shell kind's spawner process (%s); starting commands from the loop", e)
         _spawner_failed = True
         return None
@@ -405,7 +369,7 @@ class _Child:
         """Start the command: through the spawner when there is one (its pid comes later),
         else from here. Raises OSError if it cannot start here."""
         spec = self.ctx.spec
-        env, path = _child_environment(self.ctx)
+        env, _ = _child_environment(self.ctx)
         argv = _argv(spec)
         self.program, self.cwd = argv[0], spec.get("cwd") or None
         out = os.pipe()
@@ -417,11 +381,10 @@ class _Child:
             raise
         helper = _spawner_for(self.loop)
         try:
-            if helper is not None and helper.request(self, argv, _executable_list(argv[0], path), self.cwd,
-                                                     env, out[1], err[1]):
+            if helper is not None and helper.request(self, argv, self.cwd, env, out[1], err[1]):
                 self._keep = helper
             else:
-                self.pid, self._keep = _spawn_here(argv, path, self.cwd, env, out[1], err[1])
+                self.pid, self._keep = _spawn_here(argv, self.cwd, env, out[1], err[1])
         except BaseException:
             for fd in (*out, *err):
                 os.close(fd)
@@ -798,9 +761,12 @@ def _use_pidfd_watcher() -> None:
     so it is made again when the running loop changes."""
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         return
+    global _pidfd_watched
+    import weakref  # loaded by asyncio already
+
     loop = asyncio.get_running_loop()
-    watcher = asyncio.get_child_watcher()
-    if isinstance(watcher, asyncio.PidfdChildWatcher) and watcher._loop is loop:  # noqa: SLF001
+    if _pidfd_watched is not None and _pidfd_watched[1]() is loop \
+            and asyncio.get_child_watcher() is _pidfd_watched[0]:
         return
     try:
         os.close(os.pidfd_open(os.getpid()))  # the kernel may lack pidfds (before Linux 5.3)
@@ -809,6 +775,10 @@ def _use_pidfd_watcher() -> None:
     watcher = asyncio.PidfdChildWatcher()
     watcher.attach_loop(loop)
     asyncio.set_child_watcher(watcher)
+    _pidfd_watched = (watcher, weakref.ref(loop))
+
+
+_pidfd_watched: tuple[Any, Any] | None = None  # (watcher, weak reference to the loop)
 
 
 async def _on_event(event: asyncio.Event, action: Any) -> None:

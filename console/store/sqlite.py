@@ -15,6 +15,7 @@ from typing import Any, Callable, Generator, Iterable, Iterator
 
 import aiosqlite
 
+from console import compat
 from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable, WriteRejected
 from console.model import (
     Call,
@@ -89,8 +90,8 @@ def _process_row(p: Process, spec_json: Callable[[Process], tuple[str, str]] | N
     m = p.metrics
     spec, resources = spec_json(p) if spec_json is not None else (_dumps(p.spec), _dumps(p.resources))
     return (
-        p.id, p.kind, p.priority._value_, spec, resources, p.max_attempts,  # _value_: see Orchestrator._set
-        p.state._value_, p.reason, p.progress, p.attempt, p.failures,
+        p.id, p.kind, p.priority.value, spec, resources, p.max_attempts,
+        p.state.value, p.reason, p.progress, p.attempt, p.failures,
         _dumps(p.interruption.to_json()) if p.interruption else None,
         _dumps(p.checkpoint) if p.checkpoint is not None else None, p.checkpoint_seq,
         p.created_at, p.updated_at, p.started_at, p.finished_at, m.resumes_total,
@@ -129,7 +130,7 @@ def _process_from(row: sqlite3.Row) -> Process:
 
 
 def _request_row(r: ResumeRequest) -> tuple:
-    return (r.process_id, r.priority._value_, r.requested_at, r.seq, r.source._value_, r.not_before,
+    return (r.process_id, r.priority.value, r.requested_at, r.seq, r.source.value, r.not_before,
             int(r.force_immediate))
 
 
@@ -202,6 +203,8 @@ class SqliteStore:
         self._checkpointed = True  # nothing committed since the last background checkpoint began
         self.checkpoints_run = 0  # background checkpoints (for tests)
         self._closing = asyncio.Event()
+        # a transaction spans several awaits on the one connection: one at a time
+        self._transaction = asyncio.Lock()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -217,9 +220,7 @@ class SqliteStore:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         try:
-            # one call on aiosqlite's thread, not a hop per statement
-            self._wal = await self._db._execute(_configure, self._db._conn, int(self._busy_timeout_ms),
-                                                self._synchronous)
+            self._wal = await _configure(self._db, int(self._busy_timeout_ms), self._synchronous)
             await self._migrate()
         except BaseException as e:
             # close, or aiosqlite's (non-daemon) thread keeps the program from exiting
@@ -237,7 +238,8 @@ class SqliteStore:
                 f"{self.path}: database schema v{version} is newer than this Switchboard (v{SCHEMA_VERSION})"
             )
         for number in range(version, SCHEMA_VERSION):
-            await db._execute(_migrate_to, db._conn, number)
+            async with self._transaction:
+                await _migrate_to(db, number)
 
     async def close(self) -> None:
         if self._db is None:
@@ -322,20 +324,21 @@ class SqliteStore:
         # Row building (JSON) happens here on the loop, in slices of ROWS_SLICE_S: a batch of
         # 1,000 new processes took ~24 ms in one step. (The rows are read from the live objects:
         # one that changes between two slices is written again by the batch that changed it,
-        # which commits after this one.) The statements then run as one call on aiosqlite's
-        # thread: one hop per transaction instead of one per statement (~73 µs each).
+        # which commits after this one.)
         statements: list[tuple[str, list[tuple]]] = []
         for _ in _statement_steps(b, statements, self._spec_json, _Budget(ROWS_SLICE_S)):
             await asyncio.sleep(0)
         wal = self.path + "-wal" if self._wal else None
-        # The thread tells the loop the moment the COMMIT returns (one turn sooner than through
-        # aiosqlite's result, which then wakes this task, which then sets `done`).
+        # The transaction runs as one job on aiosqlite's thread (one hop instead of one per
+        # statement: each hop waits for a turn of a busy loop), which tells the loop the moment
+        # the COMMIT returns.
         loop = asyncio.get_running_loop()
         on_commit = functools.partial(loop.call_soon_threadsafe, self._committed, upto, done)
         if wal is not None and self._writeback is None:
             self._writeback = _WalWriteback(wal)
-        await self._require()._execute(_run_transaction, self._require()._conn, statements, wal, on_commit,
-                                       self._writeback)
+        async with self._transaction:
+            await compat.on_connection_thread(self._require(), _run_transaction, statements, wal, on_commit,
+                                              self._writeback)
 
     # -- WAL checkpoints ----------------------------------------------------------------
 
@@ -391,6 +394,11 @@ class SqliteStore:
         self, holder: LeaseHolder, is_stale: Callable[[LeaseHolder], bool]
     ) -> LeaseHolder | None:
         db = self._require()
+        async with self._transaction:
+            return await self._acquire_lease(db, holder, is_stale)
+
+    async def _acquire_lease(self, db: aiosqlite.Connection, holder: LeaseHolder,
+                             is_stale: Callable[[LeaseHolder], bool]) -> LeaseHolder | None:
         await db.execute("BEGIN IMMEDIATE")
         try:
             current = await self._lease_row()
@@ -431,16 +439,17 @@ class SqliteStore:
     async def load_snapshot(self) -> Snapshot:
         db = self._require()
         # One read transaction, so the pieces agree with each other.
-        await db.execute("BEGIN")
-        try:
-            processes = await self.list_processes()
-            dependencies = await self.list_dependencies()
-            requests = await self.list_requests()
-            pools = {r["name"]: r["size"] for r in await db.execute_fetchall("SELECT name, size FROM pools")}
-            last_event = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0]
-            last_request = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM resume_requests"))[0][0]
-        finally:
-            await db.execute("COMMIT")
+        async with self._transaction:
+            await db.execute("BEGIN")
+            try:
+                processes = await self.list_processes()
+                dependencies = await self.list_dependencies()
+                requests = await self.list_requests()
+                pools = {r["name"]: r["size"] for r in await db.execute_fetchall("SELECT name, size FROM pools")}
+                last_event = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))[0][0]
+                last_request = (await db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM resume_requests"))[0][0]
+            finally:
+                await db.execute("COMMIT")
         return Snapshot(processes, dependencies, requests, pools, last_event, last_request)
 
     async def list_processes(self) -> list[Process]:
@@ -772,37 +781,37 @@ class _WalWriteback:
                 pass
 
 
-def _configure(conn: sqlite3.Connection, busy_timeout_ms: int, synchronous: str) -> bool:
-    """The connection's settings (on aiosqlite's thread); True if the database is in WAL mode."""
-    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    wal = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower() == "wal"
+async def _configure(db: aiosqlite.Connection, busy_timeout_ms: int, synchronous: str) -> bool:
+    """The connection's settings; True if the database is in WAL mode."""
+    await db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    mode = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
+    wal = str(mode[0]).lower() == "wal"
     if wal:
         # No checkpoint inside a commit: SQLite's automatic one ran in the commit that crossed
-        # 1,000 WAL pages, copying them and fsyncing the database (17-25 ms here, every ~0.1 s
-        # under load), and every write gathered meanwhile waited for it. See
-        # SqliteStore._checkpoints for what happens instead.
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA foreign_keys = ON")
+        # 1,000 WAL pages, copying them and fsyncing the database, and every write gathered
+        # meanwhile waited for it. See SqliteStore._checkpoints for what happens instead.
+        await db.execute("PRAGMA wal_autocheckpoint = 0")
+        await db.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
+    await db.execute(f"PRAGMA synchronous = {synchronous}")
+    await db.execute("PRAGMA foreign_keys = ON")
     return wal
 
 
-def _migrate_to(conn: sqlite3.Connection, number: int) -> None:
-    """Migration `number` (0-based) in its own transaction, on aiosqlite's thread."""
-    conn.execute("BEGIN IMMEDIATE")
+async def _migrate_to(db: aiosqlite.Connection, number: int) -> None:
+    """Migration `number` (0-based) in its own transaction."""
+    await db.execute("BEGIN IMMEDIATE")
     try:
         # re-check inside the write lock: another process may have migrated meanwhile
-        if conn.execute("PRAGMA user_version").fetchone()[0] > number:
-            conn.execute("ROLLBACK")
+        if (await (await db.execute("PRAGMA user_version")).fetchone())[0] > number:
+            await db.execute("ROLLBACK")
             return
         for statement in _split_script(MIGRATIONS[number]):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {number + 1}")
-        conn.execute("COMMIT")
+            await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {number + 1}")
+        await db.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
         raise
 
 

@@ -209,15 +209,10 @@ class GroqGateway:
 
     async def chat(self, messages: list[dict[str, str]], model: str, json_mode: bool = False) -> ChatResult:
         async def go(client: AsyncGroq) -> Any:
-            # What `client.chat.completions.create(model=, messages=[, response_format=])` sends,
-            # through the SDK's `post` for requests it has no typed method for: `create` first
-            # runs its ~37 parameters through the SDK's TypedDict transform, ~1 of the ~2.6 ms of
-            # loop time a request cost here, and for plain messages it changes nothing
-            # (test_voice: the two send the same body).
-            body: dict[str, Any] = {"messages": messages, "model": model}
             if json_mode:
-                body["response_format"] = {"type": "json_object"}
-            return await client.post(CHAT_PATH, body=body, cast_to=_chat_completion())
+                return await client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
+                                                            response_format={"type": "json_object"})
+            return await client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
 
         completion, ms = await self._call(go)
         try:
@@ -257,31 +252,21 @@ class GroqGateway:
             self._client = None
 
 
-CHAT_PATH = "/openai/v1/chat/completions"  # as the SDK's chat.completions.create posts it
-
-
-def _chat_completion() -> type:
-    from groq.types.chat import ChatCompletion  # imported by now (in the thread that built the client)
-
-    return ChatCompletion
-
-
 def _warm_models() -> None:
     """The SDK builds an answer's model from its JSON through caches it fills on first use
     (type hints, field tables): ~0.1 s on the loop at the first reply. Filled here instead,
-    in the worker thread, with answers of the shapes we ask for. (`construct_type` is the
-    SDK's internal builder; if it moves, only this warm-up is lost.)"""
+    in the worker thread, by building answers of the shapes we ask for the way the SDK builds
+    them (`model_construct`, pydantic's public constructor, which the SDK's models override)."""
     try:
-        from groq._models import construct_type
         from groq.types.audio import Transcription
         from groq.types.chat import ChatCompletion
 
-        construct_type(type_=ChatCompletion, value={
-            "id": "warm", "object": "chat.completion", "created": 0, "model": "warm",
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": "ok"}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-        construct_type(type_=Transcription, value={"text": "ok"})
+        ChatCompletion.model_construct(
+            id="warm", object="chat.completion", created=0, model="warm",
+            choices=[{"index": 0, "finish_reason": "stop", "logprobs": None,
+                      "message": {"role": "assistant", "content": "ok"}}],
+            usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2})
+        Transcription.model_construct(text="ok")
     except Exception:  # noqa: BLE001 - a warm-up only
         log.debug("warming the SDK's models failed", exc_info=True)
 
