@@ -227,6 +227,34 @@ async def test_errors_retry_until_max_attempts_then_fail_and_permanent_failure_i
         assert any("RuntimeError: boom" in line for _, line in log)  # the traceback is kept
 
 
+async def test_a_runs_exception_shows_the_handlers_frames_only_and_the_engines_go_to_the_program_log(
+        tmp_path, caplog):
+    """A python-kind entry point's traceback is its own code's, without the engine's frames; an
+    exception raised by the engine or a kind (here the shell kind, on an environment variable
+    name it cannot pass) is not in the process's log or events at all, but once, whole, in
+    the program's log."""
+    engine_error = ('[[process]]\nid = "env"\nkind = "shell"\ncommand = ["true"]\n'
+                    'env = { "A=B" = "x" }\nmax_attempts = 2\n')
+    events = []
+    caplog.set_level("ERROR", logger="console")
+    async with running_engine(tmp_path) as orch:
+        orch.bus.subscribe(events.append)
+        await orch.load(workflow(py("bad", "fail", extra="max_attempts = 1") + engine_error))
+        await orch.run_until_idle()
+        bad = [line for _, line in await orch.store.logs("bad")]
+        env = [line for _, line in await orch.store.logs("env")]
+        assert orch.processes["env"].reason == "attempts used up (2/2): ValueError: illegal environment variable name"
+    text = "\n".join(bad)
+    assert text.startswith("Traceback (most recent call last):") and "steps.py" in text
+    assert 'raise RuntimeError("boom")' in text and text.endswith("RuntimeError: boom")
+    assert "console/engine" not in text and "console/kinds" not in text, text
+    assert env == []
+    assert not [e for e in events if e.process_id == "env" and e.type == "log"]
+    raised = [r for r in caplog.records if r.exc_info and r.getMessage().startswith("env:")]
+    assert len(raised) == 2  # one per run, each once
+    assert isinstance(raised[0].exc_info[1], ValueError)
+
+
 async def test_operator_interruption_waits_then_completes_after_resume(tmp_path):
     flag = tmp_path / "key-configured"
     async with running_engine(tmp_path) as orch:

@@ -125,6 +125,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_ENGINE_DIR = os.path.dirname(os.path.dirname(kinds.__file__)) + os.sep
+
+
+def _engine_code(filename: str) -> bool:
+    """A traceback frame of this program's own code (not a handler's)."""
+    return filename.startswith(_ENGINE_DIR) or filename.startswith("<frozen ")
+
+
 def _clock_text(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
@@ -664,7 +672,7 @@ class Orchestrator:
             outcome, detail = "error", f"unknown kind {p.kind!r}" if str(e).strip("'") == p.kind else repr(e)
         except Exception as e:  # noqa: BLE001 - a handler's exception never stops the engine
             outcome, detail = "error", f"{type(e).__name__}: {e}"
-            self.log(p, "".join(traceback.format_exception(e)).rstrip())
+            self._log_exception(p, e)
         finally:
             # Slots are returned on every path, before anything else can await.
             self.pools.release(p.resources)
@@ -683,6 +691,19 @@ class Orchestrator:
             self._wake.set()
         if outcome == "stopped" and w.stop_reason == "shutdown" and not self._stopping:
             raise asyncio.CancelledError
+
+    def _log_exception(self, p: Process, e: Exception) -> None:
+        """A run's unexpected exception: the frames of the handler's own code (a python-kind
+        entry point) go to the process's log, for its author, without the engine's; one
+        raised by the engine or a kind has no such frames and goes, whole, to the program's
+        log only (the process's reason says what it was)."""
+        own = [f for f in traceback.extract_tb(e.__traceback__) if not _engine_code(f.filename)]
+        if not own:
+            log.error("%s: its run raised an unexpected exception", p.id, exc_info=e)
+            return
+        lines = ["Traceback (most recent call last):\n", *traceback.StackSummary.from_list(own).format(),
+                 *traceback.format_exception_only(type(e), e)]
+        self.log(p, "".join(lines).rstrip())
 
     def _finish(self, w: _Work, outcome: str, detail: Any, b: WriteBatch) -> None:
         p = w.process
