@@ -602,17 +602,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench((["--quick"] if args.quick else []) + (["--json"] if args.json else []))
 
 
+# What a shell reports for a command that SIGPIPE ended (128 + 13), as `yes | head -1` does:
+# a reader that closed the pipe early (`switchboard status | head`) stopped us the same way.
+EXIT_CLOSED_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would be a printed warning
+        return code
     except UserError as e:
         print(f"switchboard: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        from console.closedpipe import discard_output
+
+        discard_output(sys.stdout)  # what is still buffered must not fail again at exit
+        return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

@@ -226,6 +226,44 @@ def test_status_text_and_json(tmp_path):
         "id": "a", "kind": "python", "state": "queued", "progress": 0, "attempt": 0, "priority": "high"}
 
 
+def read_one_line_then_close(*args: str, stderr_path: Path) -> tuple[str, int]:
+    """`switchboard ARGS | head -1`: a real pipe whose reader takes one line and closes it
+    while the command still has more to write. Returns (the line, the command's exit status)."""
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen([*SB, *args], stdout=subprocess.PIPE, stderr=err, text=True)
+        line = proc.stdout.readline()
+        proc.stdout.close()
+        code = proc.wait(timeout=120)
+    return line, code
+
+
+def test_a_closed_pipe_ends_a_command_quietly_as_sigpipe_does(tmp_path):
+    """`switchboard status | head -1` (text or JSON) with more than a pipe holds: no traceback,
+    and the status a shell reports for a tool that SIGPIPE ended (128 + 13)."""
+    many = "".join(f'[[process]]\nid = "p{i:04}"\nkind = "shell"\ncommand = ["true"]\nhold = true\n'
+                   for i in range(3000))
+    sb("load", "--db", "t.db", str(write(tmp_path, "many.toml", many)), check=True)
+    for flags in ([], ["--json"]):
+        line, code = read_one_line_then_close("status", "--db", "t.db", *flags, stderr_path=tmp_path / "err.txt")
+        err = (tmp_path / "err.txt").read_text()
+        assert line.strip() and "Traceback" not in err and "Exception ignored" not in err, err
+        assert err == "" and code == 141, (code, err)
+
+
+def test_run_goes_on_quietly_when_its_reader_closes_the_pipe(tmp_path):
+    """`switchboard run | head -1`: the engine finishes its work (it does not die half-way as a
+    filter would) and says nothing about the closed pipe; its exit status is the work's."""
+    command = "i=0; while [ $i -lt 4000 ]; do echo line $i; i=$((i+1)); done"
+    wf = write(tmp_path, "wf.toml", f'[[process]]\nid = "talk"\nkind = "shell"\nshell = true\ncommand = "{command}"\n')
+    line, code = read_one_line_then_close("run", "--db", "t.db", "--workflow", str(wf), "--until-idle",
+                                          stderr_path=tmp_path / "err.txt")
+    err = (tmp_path / "err.txt").read_text()
+    assert json.loads(line)["seq"] == 1
+    assert "Traceback" not in err and "Exception ignored" not in err and "Broken pipe" not in err, err
+    assert code == 0 and "1 completed" in err, (code, err)
+    assert states(tmp_path / "t.db") == {"talk": "completed"}
+
+
 # -- bad input: one line, exit 2, nothing written ------------------------------------------------------
 
 BAD_WORKFLOWS = [
