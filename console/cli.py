@@ -503,7 +503,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 reason = p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
                                       if p.interruption and p.state.value == "interrupted" else "")
                 print(f"{p.id:<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
-                      f"{f'{p.attempt}/{p.max_attempts}':>5}  {p.priority.value:<8}  {reason}".rstrip())
+                      f"{p.tries:>5}  {p.priority.value:<8}  {reason}".rstrip())
         return 0
 
     return asyncio.run(_with_store(settings, go))

@@ -226,6 +226,24 @@ def test_status_text_and_json(tmp_path):
         "id": "a", "kind": "python", "state": "queued", "progress": 0, "attempt": 0, "priority": "high"}
 
 
+def test_status_try_column_is_failed_attempts_against_max(tmp_path):
+    """A process waiting for an operator (no provider) and resumed by one is not failing: TRY
+    reads 0/1, not 2/1; one that failed after its attempts reads 2/2, with the command's stderr."""
+    wf = write(tmp_path, "wf.toml", py("op", "needs_operator", flag=str(tmp_path / "never"), extra="max_attempts = 1")
+               + '[[process]]\nid = "up"\nkind = "shell"\ncommand = ["sh", "-c", "echo upload failed: 503 >&2; exit 1"]\n'
+               + "max_attempts = 2\n")
+    sb("run", "--db", "t.db", "--workflow", str(wf), "--until-idle")
+    sb("resume", "--db", "t.db", "op", check=True)
+    sb("run", "--db", "t.db", "--until-idle")
+    rows = {line.split()[0]: line for line in sb("status", "--db", "t.db", check=True).stdout.splitlines()[4:]}
+    assert rows["op"].split()[3:5] == ["0%", "0/1"], rows["op"]
+    assert rows["up"].split()[3:5] == ["0%", "2/2"], rows["up"]
+    assert rows["up"].endswith("attempts used up (2/2): exit status 1: upload failed: 503")
+    shown = {p["id"]: p for p in status(tmp_path / "t.db")["processes"]}
+    assert (shown["op"]["attempt"], shown["op"]["failures"]) == (2, 0)
+    assert (shown["up"]["attempt"], shown["up"]["failures"]) == (2, 2)
+
+
 def read_one_line_then_close(*args: str, stderr_path: Path) -> tuple[str, int]:
     """`switchboard ARGS | head -1`: a real pipe whose reader takes one line and closes it
     while the command still has more to write. Returns (the line, the command's exit status)."""

@@ -255,6 +255,36 @@ async def test_a_runs_exception_shows_the_handlers_frames_only_and_the_engines_g
     assert isinstance(raised[0].exc_info[1], ValueError)
 
 
+async def test_the_try_counter_is_failed_attempts_and_never_exceeds_max_attempts(tmp_path):
+    """TRY (Process.tries, what the console and `status` show) counts failed attempts: runs
+    ended by a shutdown, by a wait for an operator (no provider) or started again by an
+    operator's resume are not; a process failed after its attempts shows n/n."""
+    text = (py("slow", "wait_gate", gate="never", extra="max_attempts = 2")
+            + py("op", "needs_operator", flag=str(tmp_path / "never"), extra="max_attempts = 1")
+            + py("bad", "fail", extra="max_attempts = 2"))
+    for restart in range(3):  # each stop interrupts `slow` (shutdown); the next start resumes it
+        async with running_engine(tmp_path, shutdown_grace_s=0.05) as orch:
+            if restart == 0:
+                await orch.load(workflow(text))
+            await wait_for(lambda: orch.processes["slow"].state is State.RUNNING
+                           and orch.processes["op"].state is State.INTERRUPTED
+                           and orch.processes["bad"].state is State.FAILED)
+            await orch.resume("op")  # the operator resumes it: it waits for a provider again
+            await wait_for(lambda: orch.processes["op"].state is State.INTERRUPTED and "op" not in orch.requests)
+        slow, op, bad = (orch.processes[pid] for pid in ("slow", "op", "bad"))
+        assert slow.state is State.INTERRUPTED and slow.interruption.type.value == "shutdown"
+        assert slow.attempt == restart + 1 and op.attempt == restart + 2  # every run is counted
+        assert (slow.tries, op.tries, bad.tries) == ("0/2", "0/1", "2/2")
+    async with running_engine(tmp_path) as orch:
+        await wait_for(lambda: orch.processes["slow"].state is State.RUNNING)
+        await orch.cancel("slow")
+        await orch.resume("bad")  # failed: a fresh set of attempts, used up again
+        await orch.run_until_idle()
+        bad = orch.processes["bad"]
+        assert bad.state is State.FAILED and bad.attempt == 4 and bad.tries == "2/2"
+        assert bad.summary()["failures"] == 2
+
+
 async def test_operator_interruption_waits_then_completes_after_resume(tmp_path):
     flag = tmp_path / "key-configured"
     async with running_engine(tmp_path) as orch:

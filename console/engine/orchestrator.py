@@ -732,6 +732,7 @@ class Orchestrator:
         if outcome == "interrupted" and detail.type is InterruptionType.ERROR:
             outcome, detail = "error", detail.message  # an error, whoever reports it, uses up attempts
         if outcome == "failed":
+            p.failures += 1  # a failed attempt, if the last one (TRY shows it)
             p.metrics.resumes_failed += 1
             p.metrics.resume_seconds_total += elapsed
             self._fail(p, str(detail), b)
