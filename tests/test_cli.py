@@ -81,6 +81,32 @@ def test_run_until_idle_exit_status_and_json_lines(tmp_path):
     assert states(tmp_path / "t.db") == {"a": "completed", "b": "completed", "c": "failed"}
 
 
+def test_run_prints_events_in_seq_order(tmp_path):
+    """`switchboard run`'s JSON lines come in `seq` order, log lines included: commands that
+    print at once (stdout, stderr, progress), some failing and retried, several at a time. Each
+    process's lines come after its `running`, and between two runs of one process its outcome."""
+    processes = "".join(
+        f'[[process]]\nid = "c{i}"\nkind = "shell"\nshell = true\nmax_attempts = 2\n'
+        f'command = "echo out {i}; echo err {i} >&2; echo ::progress 50; echo more {i}; exit {i % 5 == 0 and 1 or 0}"\n'
+        for i in range(60))
+    wf = write(tmp_path, "wf.toml", processes)
+    for attempt in range(3):
+        result = sb("run", "--db", f"t{attempt}.db", "--workflow", str(wf), "--until-idle")
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        seqs = [e["seq"] for e in events]
+        assert seqs == sorted(set(seqs)), [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a][:5]
+        running: set[str] = set()
+        for e in events:
+            if e["type"] == "running":
+                running.add(e["process"])
+            elif e["type"] in ("log", "progress"):
+                assert e["process"] in running, e
+            elif e["type"] in ("completed", "interrupted", "failed"):
+                running.discard(e["process"])
+        assert sum(e["type"] == "log" for e in events) == 60 * 3 + 12 * 3  # the failing ones ran twice
+        assert result.returncode == 1 and "48 completed, 12 failed" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("event", [
     Event(1, 1795469837.4948022, "p0", "registered", "shell from /tmp/x.toml", {"priority": "medium"}),
     Event(2, 1.5, None, "pool"),

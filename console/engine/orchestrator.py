@@ -187,7 +187,8 @@ class Orchestrator:
         self._commits: set[asyncio.Task[None]] = set()  # dispatch passes' commits in flight
         self._placed_in: dict[int, list[str]] = {}  # id(batch) -> processes it made ready
         self._placed_by: dict[str, int] = {}  # process -> the store write that made it ready
-        self._pending_logs: list[tuple[str, float, str]] = []
+        self._pending_logs: list[tuple[str, float, str]] = []  # rows of log lines not yet written
+        self._notices: list[Event] = []  # events without a row of their own (log lines) not yet announced
         self._log_flush: asyncio.Task[None] | None = None
         self._commands_lock = asyncio.Lock()
         self._token = os.urandom(16).hex()
@@ -288,7 +289,7 @@ class Orchestrator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._log_flush is not None:
             await asyncio.gather(self._log_flush, return_exceptions=True)
-        await self._flush_logs()
+        await self._flush_notices()
         for service in self.services.values():
             close = getattr(service, "aclose", None)
             if close is not None:
@@ -612,28 +613,59 @@ class Orchestrator:
         b.events.append(self.new_event(p.id, state._value_, message or reason or "", info))
 
     def new_event(self, pid: str | None, type_: str, message: str = "", data: dict[str, Any] | None = None) -> Event:
-        self._event_seq += 1
-        return Event(self._event_seq, time.time(), pid, type_, message, data)
+        """An event for a write's batch (or `announce`): numbered when that write is submitted."""
+        return Event(0, time.time(), pid, type_, message, data)
 
     async def commit(self, b: WriteBatch, extra: Iterable[Event] = ()) -> None:
-        """Commit, then announce: nothing is published that a crash could take back."""
-        await self._write(b)
-        for e in b.events:
-            self.bus.publish(e)
-        for e in extra:
-            self.bus.publish(e)
+        """Commit, then announce: nothing is published that a crash could take back. `extra`:
+        events without a row, announced after b's."""
+        extra = list(extra)
+        await self._write(b, [*b.events, *extra] if extra else None)
 
-    async def _write(self, b: WriteBatch) -> None:
-        """Every write goes through here: the work that `b` made ready remembers the write's
-        number, so it waits for that commit only (`store.barrier(upto=)`)."""
+    def announce(self, event: Event) -> None:
+        """Publish an event that has no row (a notice): numbered and published in its turn,
+        after what the writes submitted before it publish."""
+        self._notices.append(event)
+        self._flush_soon()
+
+    async def _write(self, b: WriteBatch, events: list[Event] | None = None) -> None:
+        """Every write goes through here. The work that `b` made ready remembers the write's
+        number, so it waits for that commit only (`store.barrier(upto=)`). Its events (`events`:
+        b's, with notices among them, in order) and the notices since the last write (log lines,
+        whose rows join `b`) are numbered as it is submitted and published once it is committed.
+        Writes are submitted, committed and resumed in one order (the store's group commit,
+        then the Herd), so subscribers (`switchboard run`'s JSON lines) get events in the order
+        of their numbers: a log line is never announced before the `running` that preceded it."""
         placed = self._placed_in.pop(id(b), ())
+        if events is None:
+            events = b.events
+        if self._notices:
+            events = [*self._notices, *events]
+            self._notices = []
+            if self._pending_logs:
+                b.logs.extend(self._pending_logs)
+                self._pending_logs = []
+        seq = self._event_seq
+        for e in events:
+            seq += 1
+            e.seq = seq
+        self._event_seq = seq
         if b.empty():
+            if events:  # notices only: after what the writes submitted before them announce
+                before = self.store.barrier()
+                if before is not None:
+                    await asyncio.wait([before])
+                    await self._herd.through()
+                for e in events:
+                    self.bus.publish(e)
             return
         number = self.store.submitted + 1  # store.write numbers it before its first wait
         for pid in placed:
             self._placed_by[pid] = number
         await self.store.write(b)
         await self._herd.through()
+        for e in events:
+            self.bus.publish(e)
 
     # -- running work ---------------------------------------------------------------------------
 
@@ -794,23 +826,25 @@ class Orchestrator:
             # placed in the same transaction as the progress that frees them (they start once it
             # is committed): one commit between the report and the dependent's start, not two
             self._reconsider(crossed, b)
-        await self._write(b)
-        for e in [*b.events[:own], notice, *b.events[own:]]:  # the order a reader expects
-            self.bus.publish(e)
+        await self._write(b, [*b.events[:own], notice, *b.events[own:]])  # the order a reader expects
 
     def log(self, p: Process, text: str) -> None:
+        """Log lines are written and announced with the next write (`_write`), in their turn."""
         now = time.time()
         for line in str(text).splitlines() or [""]:
             line = line[:LOG_LINE_MAX]
             self._pending_logs.append((p.id, now, line))
-            self.bus.publish(self.new_event(p.id, "log", line))
-        if self._log_flush is None or self._log_flush.done():
-            self._log_flush = asyncio.get_running_loop().create_task(self._flush_logs())
+            self._notices.append(Event(0, now, p.id, "log", line))
+        self._flush_soon()
 
-    async def _flush_logs(self) -> None:
-        while self._pending_logs:
-            lines, self._pending_logs = self._pending_logs, []
-            await self.store.write(WriteBatch(logs=lines))
+    def _flush_soon(self) -> None:
+        if self._log_flush is None or self._log_flush.done():
+            self._log_flush = asyncio.get_running_loop().create_task(self._flush_notices())
+
+    async def _flush_notices(self) -> None:
+        """Notices (and log rows) that no other write took along: in a write of their own."""
+        while self._notices:
+            await self._write(WriteBatch())
 
     def workdir(self, process_id: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in process_id)
