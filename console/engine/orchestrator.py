@@ -654,7 +654,10 @@ class Orchestrator:
             if events:  # notices only: after what the writes submitted before them announce
                 before = self.store.barrier()
                 if before is not None:
-                    await asyncio.wait([before])
+                    try:
+                        await before
+                    except Exception:  # noqa: BLE001 - a failed write is its writer's to report
+                        pass
                     await self._herd.through()
                 for e in events:
                     self.bus.publish(e)
