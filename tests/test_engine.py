@@ -501,3 +501,29 @@ async def test_the_try_counter_is_failed_attempts_and_never_exceeds_max_attempts
         bad = orch.processes["bad"]
         assert bad.state is State.FAILED and bad.attempt == 4 and bad.tries == "2/2"
         assert bad.summary()["failures"] == 2
+
+
+async def test_subscribers_get_events_in_seq_order_and_a_notice_waits_for_the_writes_before_it(tmp_path):
+    """Log lines (written with the next write), progress notices, state changes of work that
+    runs side by side, and a notice without a row (`announce`) reach a subscriber in seq order;
+    the notice comes after a write submitted before it, once that is committed."""
+    from console.model import Event
+    from console.store import WriteBatch
+
+    seen: list[Event] = []
+    async with running_engine(tmp_path, max_concurrent=8) as orch:
+        orch.bus.subscribe(seen.append)
+        await orch.load(workflow("".join(py(f"n{i}", "noisy") for i in range(40))
+                                 + "".join(py(f"s{i}", "sleep", seconds=0.02, steps=2) for i in range(10))))
+        await orch.run_until_idle()
+        b = WriteBatch()
+        b.events.append(orch.new_event(None, "pool", "a write in flight"))
+        write = asyncio.create_task(orch.commit(b))
+        await asyncio.sleep(0)  # submitted, not committed
+        orch.announce(orch.new_event(None, "provider", "a notice"))
+        await write
+        await wait_for(lambda: seen[-1].type == "provider")
+    seqs = [e.seq for e in seen]
+    assert seqs == sorted(set(seqs)), [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a][:5]
+    assert [e.type for e in seen[-2:]] == ["pool", "provider"]
+    assert sum(e.type == "log" for e in seen) == 40 and sum(e.type == "progress" for e in seen) == 60
