@@ -236,11 +236,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     listener = _listener(settings)
     try:
         _ensure_data_dir(settings)
+        _log_to_file(settings)
         check = None if workflow is None else (lambda store: _precheck(store, settings, workflow))
         return asyncio.run(headless.run(settings, workflow, args.until_idle, listener=listener, check=check))
     finally:
         if listener is not None:
             listener.close()
+
+
+def _log_to_file(settings) -> Path:
+    """The program's log (warnings, an unexpected exception's traceback, once): a file in the
+    data dir, as the console's; stderr keeps the runner's one-line messages."""
+    import logging
+
+    path = settings.resolved_data_dir / "switchboard.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=path, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return path
 
 
 async def _precheck(store, settings, workflow) -> int:

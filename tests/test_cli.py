@@ -270,6 +270,22 @@ def test_status_try_column_is_failed_attempts_against_max(tmp_path):
     assert (shown["up"]["attempt"], shown["up"]["failures"]) == (2, 2)
 
 
+def test_an_engine_exception_is_in_the_program_log_once_and_nowhere_else(tmp_path):
+    """An exception raised by the engine or a kind while running a process (the shell kind, on
+    an environment variable name it cannot pass) is the process's reason in one line; its
+    traceback is in the program's log file, once per run, not on stderr, stdout or in the
+    process's log."""
+    wf = write(tmp_path, "wf.toml", '[[process]]\nid = "env"\nkind = "shell"\ncommand = ["true"]\n'
+                                    'env = { "A=B" = "x" }\nmax_attempts = 1\n')
+    result = sb("run", "--db", "t.db", "--workflow", str(wf), "--until-idle")
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout, result.stderr
+    failed = [json.loads(line) for line in result.stdout.splitlines() if '"type":"failed"' in line]
+    assert failed[0]["message"] == "attempts used up (1/1): ValueError: illegal environment variable name"
+    log = (tmp_path / "xdg-data" / "switchboard" / "switchboard.log").read_text()
+    assert log.count("Traceback") == 1 and "env: its run raised an unexpected exception" in log, log
+    assert [row[-1] for row in db_rows(tmp_path / "t.db", "logs")] == []
+
+
 def read_one_line_then_close(*args: str, stderr_path: Path) -> tuple[str, int]:
     """`switchboard ARGS | head -1`: a real pipe whose reader takes one line and closes it
     while the command still has more to write. Returns (the line, the command's exit status)."""
