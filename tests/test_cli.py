@@ -146,6 +146,9 @@ def test_crash_recovery_after_sigkill_resumes_from_checkpoint(tmp_path):
         mine = [r for r in runs if r["process"] == f"w{i}"]
         assert [r["attempt"] for r in mine] == [1, 2]
         assert mine[0]["from"] == 0 and mine[1]["from"] >= 4  # resumed from its checkpoint
+    # a crash is not a failed attempt: TRY (failed attempts) reads 0 of 3, though each ran twice
+    shown = sb("status", "--db", str(tmp_path / "t.db"), check=True).stdout.splitlines()[4:]
+    assert sorted(line.split()[4] for line in shown) == ["0/3"] * 3, shown
 
 
 def test_graceful_shutdown_with_work_in_flight_is_fast_and_loses_nothing(tmp_path):
