@@ -4,7 +4,8 @@ Protocol on stdout: `::progress <0-100>` and `::checkpoint <json>`; any other li
 all of stderr) goes to the process log. A resumed command finds its last checkpoint in
 SWITCHBOARD_CHECKPOINT and its run number in SWITCHBOARD_ATTEMPT. Exit 0 → completed,
 75 (EX_TEMPFAIL) → interrupted(transient), anything else → an error (retried until
-max_attempts) whose reason is the exit status and the last lines of stderr. Cancel: SIGTERM to the command's process group, SIGKILL after a grace period.
+max_attempts) whose reason is the exit status and the last lines of stderr. Cancel: SIGTERM
+to the command's process group, SIGKILL after a grace period.
 
 How a command runs (Linux with pidfds, kernel ≥ 5.3): the spawner process (`spawner.py`)
 starts it, so the fork/exec is not on the loop, and reports its exit. Its stdout and stderr
