@@ -238,11 +238,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     listener = _listener(settings)
     try:
         _ensure_data_dir(settings)
+        _log_to_file(settings)
         check = None if workflow is None else (lambda store: _precheck(store, settings, workflow))
         return asyncio.run(headless.run(settings, workflow, args.until_idle, listener=listener, check=check))
     finally:
         if listener is not None:
             listener.close()
+
+
+def _log_to_file(settings) -> Path:
+    """The program's log (warnings, an unexpected exception's traceback, once): a file in the
+    data dir, as the console's; stderr keeps the runner's one-line messages."""
+    import logging
+
+    path = settings.resolved_data_dir / "switchboard.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=path, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return path
 
 
 async def _precheck(store, settings, workflow) -> int:
@@ -506,7 +519,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 reason = p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
                                       if p.interruption and p.state.value == "interrupted" else "")
                 print(f"{p.id:<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
-                      f"{f'{p.attempt}/{p.max_attempts}':>5}  {p.priority.value:<8}  {reason}".rstrip())
+                      f"{p.tries:>5}  {p.priority.value:<8}  {reason}".rstrip())
         return 0
 
     return asyncio.run(_with_store(settings, go))
@@ -608,17 +621,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench((["--quick"] if args.quick else []) + (["--json"] if args.json else []))
 
 
+# What a shell reports for a command that SIGPIPE ended (128 + 13), as `yes | head -1` does:
+# a reader that closed the pipe early (`switchboard status | head`) stopped us the same way.
+EXIT_CLOSED_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would be a printed warning
+        return code
     except UserError as e:
         print(f"switchboard: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        from console.closedpipe import discard_output
+
+        discard_output(sys.stdout)  # what is still buffered must not fail again at exit
+        return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

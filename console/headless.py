@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -11,6 +12,7 @@ from typing import Any, Awaitable, Callable, TextIO
 
 from console import heap
 from console.app import make_engine
+from console.closedpipe import discard_output
 from console.engine.workflow import Workflow
 from console.model import Event, State
 from console.settings import Settings
@@ -40,7 +42,9 @@ class JsonLines:
             self.out.write(text)
             self.out.flush()
         except (BrokenPipeError, ValueError):  # reader went away: keep running, stop writing
-            self.out = open("/dev/null", "w")  # noqa: SIM115
+            # its descriptor too: what the stream still buffers must not fail at its last flush
+            if not discard_output(self.out):
+                self.out = open(os.devnull, "w")  # noqa: SIM115
 
 
 async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,

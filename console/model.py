@@ -210,8 +210,8 @@ class Process:
     state: State = State.PENDING
     reason: str | None = None  # why it waits or is blocked, in words
     progress: float = 0.0
-    attempt: int = 0  # runs started so far
-    failures: int = 0  # runs that ended in an error; failed once it reaches max_attempts
+    attempt: int = 0  # runs started so far, whatever ended them (SWITCHBOARD_ATTEMPT)
+    failures: int = 0  # runs that ended in an error or a failure; failed once errors reach max_attempts
     interruption: Interruption | None = None
     checkpoint: Any = None  # latest checkpoint data (JSON value)
     checkpoint_seq: int = 0
@@ -221,6 +221,13 @@ class Process:
     finished_at: float | None = None
     metrics: Metrics = field(default_factory=Metrics)
 
+    @property
+    def tries(self) -> str:
+        """The TRY the console and `status` show: failed attempts against max_attempts, never
+        above it. A run that a shutdown, a crash, an operator or a wait for an operator (no
+        provider) ended is not a failed attempt; `attempt` counts every run."""
+        return f"{min(self.failures, self.max_attempts)}/{self.max_attempts}"
+
     def summary(self) -> dict[str, Any]:
         """The JSON shape the CLI prints (`status --json`)."""
         return {
@@ -229,6 +236,7 @@ class Process:
             "state": self.state.value,
             "progress": round(self.progress, 1),
             "attempt": self.attempt,
+            "failures": self.failures,
             "max_attempts": self.max_attempts,
             "priority": self.priority.value,
             "resources": self.resources,

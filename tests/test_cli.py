@@ -69,6 +69,32 @@ def test_run_until_idle_exit_status_and_json_lines(tmp_path):
     assert states(tmp_path / "t.db") == {"a": "completed", "b": "completed", "c": "failed"}
 
 
+def test_run_prints_events_in_seq_order(tmp_path):
+    """`switchboard run`'s JSON lines come in `seq` order, log lines included: commands that
+    print at once (stdout, stderr, progress), some failing and retried, several at a time. Each
+    process's lines come after its `running`, and between two runs of one process its outcome."""
+    processes = "".join(
+        f'[[process]]\nid = "c{i}"\nkind = "shell"\nshell = true\nmax_attempts = 2\n'
+        f'command = "echo out {i}; echo err {i} >&2; echo ::progress 50; echo more {i}; exit {i % 5 == 0 and 1 or 0}"\n'
+        for i in range(60))
+    wf = write(tmp_path, "wf.toml", processes)
+    for attempt in range(3):
+        result = sb("run", "--db", f"t{attempt}.db", "--workflow", str(wf), "--until-idle")
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        seqs = [e["seq"] for e in events]
+        assert seqs == sorted(set(seqs)), [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a][:5]
+        running: set[str] = set()
+        for e in events:
+            if e["type"] == "running":
+                running.add(e["process"])
+            elif e["type"] in ("log", "progress"):
+                assert e["process"] in running, e
+            elif e["type"] in ("completed", "interrupted", "failed"):
+                running.discard(e["process"])
+        assert sum(e["type"] == "log" for e in events) == 60 * 3 + 12 * 3  # the failing ones ran twice
+        assert result.returncode == 1 and "48 completed, 12 failed" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("event", [
     Event(1, 1795469837.4948022, "p0", "registered", "shell from /tmp/x.toml", {"priority": "medium"}),
     Event(2, 1.5, None, "pool"),
@@ -108,6 +134,9 @@ def test_crash_recovery_after_sigkill_resumes_from_checkpoint(tmp_path):
         mine = [r for r in runs if r["process"] == f"w{i}"]
         assert [r["attempt"] for r in mine] == [1, 2]
         assert mine[0]["from"] == 0 and mine[1]["from"] >= 4  # resumed from its checkpoint
+    # a crash is not a failed attempt: TRY (failed attempts) reads 0 of 3, though each ran twice
+    shown = sb("status", "--db", str(tmp_path / "t.db"), check=True).stdout.splitlines()[4:]
+    assert sorted(line.split()[4] for line in shown) == ["0/3"] * 3, shown
 
 
 def test_graceful_shutdown_with_work_in_flight_is_fast_and_loses_nothing(tmp_path):
@@ -208,6 +237,78 @@ def test_status_text_and_json(tmp_path):
     entry = status(tmp_path / "t.db")["processes"][0]
     assert {k: entry[k] for k in ("id", "kind", "state", "progress", "attempt", "priority")} == {
         "id": "a", "kind": "python", "state": "queued", "progress": 0, "attempt": 0, "priority": "high"}
+
+
+def test_status_try_column_is_failed_attempts_against_max(tmp_path):
+    """A process waiting for an operator (no provider) and resumed by one is not failing: TRY
+    reads 0/1, not 2/1; one that failed after its attempts reads 2/2, with the command's stderr."""
+    wf = write(tmp_path, "wf.toml", py("op", "needs_operator", flag=str(tmp_path / "never"), extra="max_attempts = 1")
+               + '[[process]]\nid = "up"\nkind = "shell"\ncommand = ["sh", "-c", "echo upload failed: 503 >&2; exit 1"]\n'
+               + "max_attempts = 2\n")
+    sb("run", "--db", "t.db", "--workflow", str(wf), "--until-idle")
+    sb("resume", "--db", "t.db", "op", check=True)
+    sb("run", "--db", "t.db", "--until-idle")
+    rows = {line.split()[0]: line for line in sb("status", "--db", "t.db", check=True).stdout.splitlines()[4:]}
+    assert rows["op"].split()[3:5] == ["0%", "0/1"], rows["op"]
+    assert rows["up"].split()[3:5] == ["0%", "2/2"], rows["up"]
+    assert rows["up"].endswith("attempts used up (2/2): exit status 1: upload failed: 503")
+    shown = {p["id"]: p for p in status(tmp_path / "t.db")["processes"]}
+    assert (shown["op"]["attempt"], shown["op"]["failures"]) == (2, 0)
+    assert (shown["up"]["attempt"], shown["up"]["failures"]) == (2, 2)
+
+
+def test_an_engine_exception_is_in_the_program_log_once_and_nowhere_else(tmp_path):
+    """An exception raised by the engine or a kind while running a process (the shell kind, on
+    an environment variable name it cannot pass) is the process's reason in one line; its
+    traceback is in the program's log file, once per run, not on stderr, stdout or in the
+    process's log."""
+    wf = write(tmp_path, "wf.toml", '[[process]]\nid = "env"\nkind = "shell"\ncommand = ["true"]\n'
+                                    'env = { "A=B" = "x" }\nmax_attempts = 1\n')
+    result = sb("run", "--db", "t.db", "--workflow", str(wf), "--until-idle")
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout, result.stderr
+    failed = [json.loads(line) for line in result.stdout.splitlines() if '"type":"failed"' in line]
+    assert failed[0]["message"] == "attempts used up (1/1): ValueError: illegal environment variable name"
+    log = (tmp_path / "xdg-data" / "switchboard" / "switchboard.log").read_text()
+    assert log.count("Traceback") == 1 and "env: its run raised an unexpected exception" in log, log
+    assert [row[-1] for row in db_rows(tmp_path / "t.db", "logs")] == []
+
+
+def read_one_line_then_close(*args: str, stderr_path: Path) -> tuple[str, int]:
+    """`switchboard ARGS | head -1`: a real pipe whose reader takes one line and closes it
+    while the command still has more to write. Returns (the line, the command's exit status)."""
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen([*SB, *args], stdout=subprocess.PIPE, stderr=err, text=True)
+        line = proc.stdout.readline()
+        proc.stdout.close()
+        code = proc.wait(timeout=120)
+    return line, code
+
+
+def test_a_closed_pipe_ends_a_command_quietly_as_sigpipe_does(tmp_path):
+    """`switchboard status | head -1` (text or JSON) with more than a pipe holds: no traceback,
+    and the status a shell reports for a tool that SIGPIPE ended (128 + 13)."""
+    many = "".join(f'[[process]]\nid = "p{i:04}"\nkind = "shell"\ncommand = ["true"]\nhold = true\n'
+                   for i in range(3000))
+    sb("load", "--db", "t.db", str(write(tmp_path, "many.toml", many)), check=True)
+    for flags in ([], ["--json"]):
+        line, code = read_one_line_then_close("status", "--db", "t.db", *flags, stderr_path=tmp_path / "err.txt")
+        err = (tmp_path / "err.txt").read_text()
+        assert line.strip() and "Traceback" not in err and "Exception ignored" not in err, err
+        assert err == "" and code == 141, (code, err)
+
+
+def test_run_goes_on_quietly_when_its_reader_closes_the_pipe(tmp_path):
+    """`switchboard run | head -1`: the engine finishes its work (it does not die half-way as a
+    filter would) and says nothing about the closed pipe; its exit status is the work's."""
+    command = "i=0; while [ $i -lt 4000 ]; do echo line $i; i=$((i+1)); done"
+    wf = write(tmp_path, "wf.toml", f'[[process]]\nid = "talk"\nkind = "shell"\nshell = true\ncommand = "{command}"\n')
+    line, code = read_one_line_then_close("run", "--db", "t.db", "--workflow", str(wf), "--until-idle",
+                                          stderr_path=tmp_path / "err.txt")
+    err = (tmp_path / "err.txt").read_text()
+    assert json.loads(line)["seq"] == 1
+    assert "Traceback" not in err and "Exception ignored" not in err and "Broken pipe" not in err, err
+    assert code == 0 and "1 completed" in err, (code, err)
+    assert states(tmp_path / "t.db") == {"talk": "completed"}
 
 
 # -- bad input: one line, exit 2, nothing written ------------------------------------------------------

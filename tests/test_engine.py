@@ -476,3 +476,87 @@ async def test_history_retention_prunes_old_events_in_batches(tmp_path):
         assert removed == 12_100
         assert [e.seq for e in await orch.store.events(limit=10)] == [20_000]
         assert (await orch.status())["counts"]["completed"] == 0
+
+
+async def test_a_runs_exception_shows_the_handlers_frames_only_and_the_engines_go_to_the_program_log(
+        tmp_path, caplog):
+    """A python-kind entry point's traceback is its own code's, without the engine's frames; an
+    exception raised by the engine or a kind (here the shell kind, on an environment variable
+    name it cannot pass) is not in the process's log or events at all, but once, whole, in
+    the program's log."""
+    engine_error = ('[[process]]\nid = "env"\nkind = "shell"\ncommand = ["true"]\n'
+                    'env = { "A=B" = "x" }\nmax_attempts = 2\n')
+    events = []
+    caplog.set_level("ERROR", logger="console")
+    async with running_engine(tmp_path) as orch:
+        orch.bus.subscribe(events.append)
+        await orch.load(workflow(py("bad", "fail", extra="max_attempts = 1") + engine_error))
+        await orch.run_until_idle()
+        bad = [line for _, line in await orch.store.logs("bad")]
+        env = [line for _, line in await orch.store.logs("env")]
+        assert orch.processes["env"].reason == "attempts used up (2/2): ValueError: illegal environment variable name"
+    text = "\n".join(bad)
+    assert text.startswith("Traceback (most recent call last):") and "steps.py" in text
+    assert 'raise RuntimeError("boom")' in text and text.endswith("RuntimeError: boom")
+    assert "console/engine" not in text and "console/kinds" not in text, text
+    assert env == []
+    assert not [e for e in events if e.process_id == "env" and e.type == "log"]
+    raised = [r for r in caplog.records if r.exc_info and r.getMessage().startswith("env:")]
+    assert len(raised) == 2  # one per run, each once
+    assert isinstance(raised[0].exc_info[1], ValueError)
+
+
+async def test_the_try_counter_is_failed_attempts_and_never_exceeds_max_attempts(tmp_path):
+    """TRY (Process.tries, what the console and `status` show) counts failed attempts: runs
+    ended by a shutdown, by a wait for an operator (no provider) or started again by an
+    operator's resume are not; a process failed after its attempts shows n/n."""
+    text = (py("slow", "wait_gate", gate="never", extra="max_attempts = 2")
+            + py("op", "needs_operator", flag=str(tmp_path / "never"), extra="max_attempts = 1")
+            + py("bad", "fail", extra="max_attempts = 2"))
+    for restart in range(3):  # each stop interrupts `slow` (shutdown); the next start resumes it
+        async with running_engine(tmp_path, shutdown_grace_s=0.05) as orch:
+            if restart == 0:
+                await orch.load(workflow(text))
+            await wait_for(lambda: orch.processes["slow"].state is State.RUNNING
+                           and orch.processes["op"].state is State.INTERRUPTED
+                           and orch.processes["bad"].state is State.FAILED)
+            await orch.resume("op")  # the operator resumes it: it waits for a provider again
+            await wait_for(lambda: orch.processes["op"].state is State.INTERRUPTED and "op" not in orch.requests)
+        slow, op, bad = (orch.processes[pid] for pid in ("slow", "op", "bad"))
+        assert slow.state is State.INTERRUPTED and slow.interruption.type.value == "shutdown"
+        assert slow.attempt == restart + 1 and op.attempt == restart + 2  # every run is counted
+        assert (slow.tries, op.tries, bad.tries) == ("0/2", "0/1", "2/2")
+    async with running_engine(tmp_path) as orch:
+        await wait_for(lambda: orch.processes["slow"].state is State.RUNNING)
+        await orch.cancel("slow")
+        await orch.resume("bad")  # failed: a fresh set of attempts, used up again
+        await orch.run_until_idle()
+        bad = orch.processes["bad"]
+        assert bad.state is State.FAILED and bad.attempt == 4 and bad.tries == "2/2"
+        assert bad.summary()["failures"] == 2
+
+
+async def test_subscribers_get_events_in_seq_order_and_a_notice_waits_for_the_writes_before_it(tmp_path):
+    """Log lines (written with the next write), progress notices, state changes of work that
+    runs side by side, and a notice without a row (`announce`) reach a subscriber in seq order;
+    the notice comes after a write submitted before it, once that is committed."""
+    from console.model import Event
+    from console.store import WriteBatch
+
+    seen: list[Event] = []
+    async with running_engine(tmp_path, max_concurrent=8) as orch:
+        orch.bus.subscribe(seen.append)
+        await orch.load(workflow("".join(py(f"n{i}", "noisy") for i in range(40))
+                                 + "".join(py(f"s{i}", "sleep", seconds=0.02, steps=2) for i in range(10))))
+        await orch.run_until_idle()
+        b = WriteBatch()
+        b.events.append(orch.new_event(None, "pool", "a write in flight"))
+        write = asyncio.create_task(orch.commit(b))
+        await asyncio.sleep(0)  # submitted, not committed
+        orch.announce(orch.new_event(None, "provider", "a notice"))
+        await write
+        await wait_for(lambda: seen[-1].type == "provider")
+    seqs = [e.seq for e in seen]
+    assert seqs == sorted(set(seqs)), [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a][:5]
+    assert [e.type for e in seen[-2:]] == ["pool", "provider"]
+    assert sum(e.type == "log" for e in seen) == 40 and sum(e.type == "progress" for e in seen) == 60

@@ -97,6 +97,36 @@ async def test_exit_codes_become_outcomes(tmp_path, mode):
         assert "No such file or directory" in orch.processes["missing"].reason
 
 
+async def test_a_failed_commands_reason_is_its_exit_status_and_last_stderr_lines(tmp_path, mode):
+    """What the command said about why it failed is its reason, not an engine traceback: the
+    exit status, then its stderr's last lines on one line, cut to their end."""
+    long_line = "x" * 1000 + " the end"
+    text = (shell_process("up", "echo starting; echo upload failed: 503 >&2; exit 1", "max_attempts = 2")
+            + shell_process("chatty", "for i in 1 2 3 4 5; do echo line $i >&2; done; exit 4", "max_attempts = 1")
+            + shell_process("long", f"echo {long_line} >&2; kill -9 $$", "max_attempts = 1")
+            + shell_process("quiet", "exit 5", "max_attempts = 1"))
+    events = []
+    async with running_engine(tmp_path) as orch:
+        await spawner_ready(mode)
+        orch.bus.subscribe(events.append)
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        up = orch.processes["up"]
+        assert up.state is State.FAILED
+        assert up.reason == "attempts used up (2/2): exit status 1: upload failed: 503"
+        assert up.interruption.message == "exit status 1: upload failed: 503"
+        assert orch.processes["chatty"].reason == "attempts used up (1/1): exit status 4: line 3 | line 4 | line 5"
+        long_reason = orch.processes["long"].reason
+        assert "killed by signal 9: …" in long_reason and long_reason.endswith("x the end")
+        assert len(long_reason) < 400
+        assert orch.processes["quiet"].reason == "attempts used up (1/1): exit status 5"
+        logged = [line for pid in ("up", "chatty", "long", "quiet") for _, line in await orch.store.logs(pid)]
+    assert "upload failed: 503" in logged and "starting" in logged
+    assert not [line for line in logged if "Traceback" in line or "RuntimeError" in line], logged
+    shown = [e.message + json.dumps(e.data) for e in events]
+    assert not [m for m in shown if "Traceback" in m or "RuntimeError" in m], shown
+
+
 @pytest.mark.parametrize("started_by", ["dispatcher", "run"])
 async def test_commands_started_by_the_dispatcher_or_by_their_run_end_alike(tmp_path, mode, started_by, monkeypatch):
     """Work that may start at once is started in the dispatcher's pass (ShellKind.begin), the

@@ -125,6 +125,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_ENGINE_DIR = os.path.dirname(os.path.dirname(kinds.__file__)) + os.sep
+
+
+def _engine_code(filename: str) -> bool:
+    """A traceback frame of this program's own code (not a handler's)."""
+    return filename.startswith(_ENGINE_DIR) or filename.startswith("<frozen ")
+
+
 def _clock_text(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
@@ -179,7 +187,8 @@ class Orchestrator:
         self._commits: set[asyncio.Task[None]] = set()  # dispatch passes' commits in flight
         self._placed_in: dict[int, list[str]] = {}  # id(batch) -> processes it made ready
         self._placed_by: dict[str, int] = {}  # process -> the store write that made it ready
-        self._pending_logs: list[tuple[str, float, str]] = []
+        self._pending_logs: list[tuple[str, float, str]] = []  # rows of log lines not yet written
+        self._notices: list[Event] = []  # events without a row of their own (log lines) not yet announced
         self._log_flush: asyncio.Task[None] | None = None
         self._commands_lock = asyncio.Lock()
         self._token = os.urandom(16).hex()
@@ -280,7 +289,7 @@ class Orchestrator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._log_flush is not None:
             await asyncio.gather(self._log_flush, return_exceptions=True)
-        await self._flush_logs()
+        await self._flush_notices()
         for service in self.services.values():
             close = getattr(service, "aclose", None)
             if close is not None:
@@ -602,28 +611,62 @@ class Orchestrator:
         b.events.append(self.new_event(p.id, state.value, message or reason or "", info))
 
     def new_event(self, pid: str | None, type_: str, message: str = "", data: dict[str, Any] | None = None) -> Event:
-        self._event_seq += 1
-        return Event(self._event_seq, time.time(), pid, type_, message, data)
+        """An event for a write's batch (or `announce`): numbered when that write is submitted."""
+        return Event(0, time.time(), pid, type_, message, data)
 
     async def commit(self, b: WriteBatch, extra: Iterable[Event] = ()) -> None:
-        """Commit, then announce: nothing is published that a crash could take back."""
-        await self._write(b)
-        for e in b.events:
-            self.bus.publish(e)
-        for e in extra:
-            self.bus.publish(e)
+        """Commit, then announce: nothing is published that a crash could take back. `extra`:
+        events without a row, announced after b's."""
+        extra = list(extra)
+        await self._write(b, [*b.events, *extra] if extra else None)
 
-    async def _write(self, b: WriteBatch) -> None:
-        """Every write goes through here: the work that `b` made ready remembers the write's
-        number, so it waits for that commit only (`store.barrier(upto=)`)."""
+    def announce(self, event: Event) -> None:
+        """Publish an event that has no row (a notice): numbered and published in its turn,
+        after what the writes submitted before it publish."""
+        self._notices.append(event)
+        self._flush_soon()
+
+    async def _write(self, b: WriteBatch, events: list[Event] | None = None) -> None:
+        """Every write goes through here. The work that `b` made ready remembers the write's
+        number, so it waits for that commit only (`store.barrier(upto=)`). Its events (`events`:
+        b's, with notices among them, in order) and the notices since the last write (log lines,
+        whose rows join `b`) are numbered as it is submitted and published once it is committed.
+        Writes are submitted, committed and resumed in one order (the store's group commit,
+        then the Herd), so subscribers (`switchboard run`'s JSON lines) get events in the order
+        of their numbers: a log line is never announced before the `running` that preceded it."""
         placed = self._placed_in.pop(id(b), ())
+        if events is None:
+            events = b.events
+        if self._notices:
+            events = [*self._notices, *events]
+            self._notices = []
+            if self._pending_logs:
+                b.logs.extend(self._pending_logs)
+                self._pending_logs = []
+        seq = self._event_seq
+        for e in events:
+            seq += 1
+            e.seq = seq
+        self._event_seq = seq
         if b.empty():
+            if events:  # notices only: after what the writes submitted before them announce
+                before = self.store.barrier()
+                if before is not None:
+                    try:
+                        await before
+                    except Exception:  # noqa: BLE001 - a failed write is its writer's to report
+                        pass
+                    await self._herd.through()
+                for e in events:
+                    self.bus.publish(e)
             return
         number = self.store.submitted + 1  # store.write numbers it before its first wait
         for pid in placed:
             self._placed_by[pid] = number
         await self.store.write(b)
         await self._herd.through()
+        for e in events:
+            self.bus.publish(e)
 
     # -- running work ---------------------------------------------------------------------------
 
@@ -662,7 +705,7 @@ class Orchestrator:
             outcome, detail = "error", f"unknown kind {p.kind!r}" if str(e).strip("'") == p.kind else repr(e)
         except Exception as e:  # noqa: BLE001 - a handler's exception never stops the engine
             outcome, detail = "error", f"{type(e).__name__}: {e}"
-            self.log(p, "".join(traceback.format_exception(e)).rstrip())
+            self._log_exception(p, e)
         finally:
             # Slots are returned on every path, before anything else can await.
             self.pools.release(p.resources)
@@ -681,6 +724,19 @@ class Orchestrator:
             self._wake.set()
         if outcome == "stopped" and w.stop_reason == "shutdown" and not self._stopping:
             raise asyncio.CancelledError
+
+    def _log_exception(self, p: Process, e: Exception) -> None:
+        """A run's unexpected exception: the frames of the handler's own code (a python-kind
+        entry point) go to the process's log, for its author, without the engine's; one
+        raised by the engine or a kind has no such frames and goes, whole, to the program's
+        log only (the process's reason says what it was)."""
+        own = [f for f in traceback.extract_tb(e.__traceback__) if not _engine_code(f.filename)]
+        if not own:
+            log.error("%s: its run raised an unexpected exception", p.id, exc_info=e)
+            return
+        lines = ["Traceback (most recent call last):\n", *traceback.StackSummary.from_list(own).format(),
+                 *traceback.format_exception_only(type(e), e)]
+        self.log(p, "".join(lines).rstrip())
 
     def _finish(self, w: _Work, outcome: str, detail: Any, b: WriteBatch) -> None:
         p = w.process
@@ -709,6 +765,7 @@ class Orchestrator:
         if outcome == "interrupted" and detail.type is InterruptionType.ERROR:
             outcome, detail = "error", detail.message  # an error, whoever reports it, uses up attempts
         if outcome == "failed":
+            p.failures += 1  # a failed attempt, if the last one (TRY shows it)
             p.metrics.resumes_failed += 1
             p.metrics.resume_seconds_total += elapsed
             self._fail(p, str(detail), b)
@@ -770,23 +827,25 @@ class Orchestrator:
             # placed in the same transaction as the progress that frees them (they start once it
             # is committed): one commit between the report and the dependent's start, not two
             self._reconsider(crossed, b)
-        await self._write(b)
-        for e in [*b.events[:own], notice, *b.events[own:]]:  # the order a reader expects
-            self.bus.publish(e)
+        await self._write(b, [*b.events[:own], notice, *b.events[own:]])  # the order a reader expects
 
     def log(self, p: Process, text: str) -> None:
+        """Log lines are written and announced with the next write (`_write`), in their turn."""
         now = time.time()
         for line in str(text).splitlines() or [""]:
             line = line[:LOG_LINE_MAX]
             self._pending_logs.append((p.id, now, line))
-            self.bus.publish(self.new_event(p.id, "log", line))
-        if self._log_flush is None or self._log_flush.done():
-            self._log_flush = asyncio.get_running_loop().create_task(self._flush_logs())
+            self._notices.append(Event(0, now, p.id, "log", line))
+        self._flush_soon()
 
-    async def _flush_logs(self) -> None:
-        while self._pending_logs:
-            lines, self._pending_logs = self._pending_logs, []
-            await self.store.write(WriteBatch(logs=lines))
+    def _flush_soon(self) -> None:
+        if self._log_flush is None or self._log_flush.done():
+            self._log_flush = asyncio.get_running_loop().create_task(self._flush_notices())
+
+    async def _flush_notices(self) -> None:
+        """Notices (and log rows) that no other write took along: in a write of their own."""
+        while self._notices:
+            await self._write(WriteBatch())
 
     def workdir(self, process_id: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in process_id)

@@ -4,7 +4,8 @@ Protocol on stdout: `::progress <0-100>` and `::checkpoint <json>`; any other li
 all of stderr) goes to the process log. A resumed command finds its last checkpoint in
 SWITCHBOARD_CHECKPOINT and its run number in SWITCHBOARD_ATTEMPT. Exit 0 → completed,
 75 (EX_TEMPFAIL) → interrupted(transient), anything else → an error (retried until
-max_attempts). Cancel: SIGTERM to the command's process group, SIGKILL after a grace period.
+max_attempts) whose reason is the exit status and the last lines of stderr. Cancel: SIGTERM
+to the command's process group, SIGKILL after a grace period.
 
 How a command runs (Linux with pidfds, kernel ≥ 5.3): the spawner process (`spawner.py`)
 starts it, so the fork/exec is not on the loop, and reports its exit. Its stdout and stderr
@@ -31,8 +32,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Iterable
 
 from console.engine.context import RunContext
 from console.kinds import SpecError, spawner
@@ -49,6 +51,10 @@ _READ_CHUNK = 1 << 16  # below malloc's mmap threshold: small reads stay cheap
 # task). So output is handled at most this late, and work that started within this much of a
 # shutdown gets its SIGTERM this much later at most.
 _WATCH_AFTER_S = 0.01
+# A failed command's reason carries the last lines of its stderr (what it said about why),
+# joined on one line and cut to its end.
+_ERR_TAIL_LINES = 3
+_ERR_TAIL_CHARS = 300
 
 
 class ShellKind:
@@ -81,10 +87,9 @@ class ShellKind:
 
     async def run(self, ctx: RunContext) -> None:
         if _pidfd_supported():
-            code = await _serve_direct(_start_direct(ctx))
+            await _finished(_start_direct(ctx))
         else:
-            code = await _run_asyncio(ctx)
-        _outcome(code)
+            _outcome(*await _run_asyncio(ctx))
 
     def begin(self, ctx: RunContext) -> Awaitable[None] | None:
         """Asks for the command at once (see kinds/__init__.py): the dispatcher's pass runs a
@@ -95,17 +100,28 @@ class ShellKind:
 
 
 async def _finished(child: _Child) -> None:
-    _outcome(await _serve_direct(child))
+    _outcome(await _serve_direct(child), child.err_tail)
 
 
-def _outcome(code: int) -> None:
-    """A command's exit status as the run's outcome: returns for 0, raises otherwise."""
+def _outcome(code: int, err_tail: Iterable[str] = ()) -> None:
+    """A command's exit status as the run's outcome: returns for 0, raises otherwise. A
+    failure is the command's own (an error, not an exception of the engine): its reason is
+    the status and what the command last wrote to stderr."""
     if code == 0:
         return
     if code == EX_TEMPFAIL:
-        raise Interrupted(f"exit {EX_TEMPFAIL} (temporary failure)", InterruptionType.TRANSIENT)
+        raise Interrupted(_with_tail(f"exit {EX_TEMPFAIL} (temporary failure)", err_tail),
+                          InterruptionType.TRANSIENT)
     how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-    raise RuntimeError(how)
+    raise Interrupted(_with_tail(how, err_tail), InterruptionType.ERROR)
+
+
+def _with_tail(how: str, err_tail: Iterable[str]) -> str:
+    """`exit status 1: <the last lines of stderr, on one line>`, at most _ERR_TAIL_CHARS of them."""
+    said = " | ".join(line.strip() for line in err_tail if line.strip())
+    if len(said) > _ERR_TAIL_CHARS:
+        said = "…" + said[-(_ERR_TAIL_CHARS - 1):]
+    return f"{how}: {said}" if said else how
 
 
 def _argv(spec: dict[str, Any]) -> list[str]:
@@ -346,6 +362,7 @@ class _Child:
         self.program = ""
         self.cwd: str | None = None
         self.lost_track = False
+        self.err_tail: deque[str] = deque(maxlen=_ERR_TAIL_LINES)  # the last lines of stderr
         self._keep: Any = None
         self._out_fd = -1
         self._err_fd = -1
@@ -489,6 +506,7 @@ class _Child:
             for line in lines:
                 if line is not None:
                     self.ctx.log(line)
+                    self.err_tail.append(line)
         except Exception as e:  # noqa: BLE001 - handed to the run, which raises it
             self._error = e
         return bool(data)
@@ -702,14 +720,15 @@ async def _serve_direct(child: _Child) -> int:
     finally:
         child.close()
     if child.lost_track:
-        raise RuntimeError("its exit status was lost (the spawner process exited)")
+        raise Interrupted("its exit status was lost (the spawner process exited)", InterruptionType.ERROR)
     assert child.returncode is not None
     return child.returncode
 
 
 # -- the portable path: asyncio subprocesses ---------------------------------------------------------
 
-async def _run_asyncio(ctx: RunContext) -> int:
+async def _run_asyncio(ctx: RunContext) -> tuple[int, deque[str]]:
+    """The command's exit status and the last lines of its stderr."""
     spec = ctx.spec
     env = {**os.environ, **spec.get("env", {}),
            "SWITCHBOARD_ATTEMPT": str(ctx.attempt),
@@ -732,6 +751,7 @@ async def _run_asyncio(ctx: RunContext) -> int:
         raise _cannot_start(spec, e) from None
 
     terminated = False
+    err_tail: deque[str] = deque(maxlen=_ERR_TAIL_LINES)
 
     def terminate() -> None:
         nonlocal terminated
@@ -740,7 +760,7 @@ async def _run_asyncio(ctx: RunContext) -> int:
 
     stop_watch = asyncio.create_task(_on_event(ctx.stopping, terminate))
     readers = [asyncio.create_task(_read_stdout(proc.stdout, ctx)),
-               asyncio.create_task(_read_stderr(proc.stderr, ctx))]
+               asyncio.create_task(_read_stderr(proc.stderr, ctx, err_tail))]
     try:
         await asyncio.gather(*readers)
         code = await proc.wait()
@@ -752,7 +772,7 @@ async def _run_asyncio(ctx: RunContext) -> int:
         for r in readers:
             r.cancel()
         await asyncio.gather(stop_watch, *readers, return_exceptions=True)
-    return code
+    return code, err_tail
 
 
 def _use_pidfd_watcher() -> None:
@@ -828,7 +848,7 @@ async def _protocol_line(ctx: RunContext, line: str) -> None:
     ctx.log(line)
 
 
-async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext) -> None:
+async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext, err_tail: deque[str]) -> None:
     while True:
         try:
             raw = await stream.readline()
@@ -836,7 +856,9 @@ async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext) -> None:
             continue
         if not raw:
             return
-        ctx.log(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        ctx.log(line)
+        err_tail.append(line)
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:

@@ -576,7 +576,7 @@ class SwitchboardApp(App[None]):
             why = "forced · " + why
         age = _age(req.requested_at if req else p.updated_at, now)
         return (PRIORITY_LABELS.get(p.priority.value, p.priority.value), p.id, KIND_LABELS.get(p.kind, p.kind),
-                (p.state.value, self._state_style(p.state.value)), why, f"{p.attempt}/{p.max_attempts}", age)
+                (p.state.value, self._state_style(p.state.value)), why, p.tries, age)
 
     def _active_row(self, p: Process) -> Row:
         stage = ""

@@ -182,7 +182,7 @@ class DetailsScreen(ModalScreen[None]):
         if p.reason:
             t.append(" · ")
             t.append(clean(p.reason))
-        t.append(f"\nprogress {p.progress:.0f}%   attempt {p.attempt}/{p.max_attempts}   "
+        t.append(f"\nprogress {p.progress:.0f}%   failed attempts {p.tries}   runs {p.attempt}   "
                  f"resources {json.dumps(p.resources) if p.resources else '—'}\n")
         if p.interruption:
             t.append(f"last interruption: {p.interruption.type.value} at {_when(p.interruption.occurred_at)}: ")

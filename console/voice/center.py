@@ -97,8 +97,8 @@ class CallCenter:
         return self.engine.service("groq", lambda: GroqGateway(self.settings, self._provider_changed))
 
     def _provider_changed(self, state: Any) -> None:
-        self.engine.bus.publish(self.engine.new_event(None, "provider", state.describe(),
-                                                   {"status": state.status, "until": state.until}))
+        self.engine.announce(self.engine.new_event(None, "provider", state.describe(),
+                                                {"status": state.status, "until": state.until}))
 
     async def start(self) -> None:
         for status in (TransferStatus.INITIATED, TransferStatus.SUMMARIZING, TransferStatus.READY):
