@@ -34,6 +34,15 @@ class VoiceLine(NamedTuple):
     reply: str | None
 
 
+class LogLine(NamedTuple):
+    """A line a process logged, numbered in the order lines were written."""
+
+    id: int
+    process_id: str
+    ts: float
+    line: str
+
+
 @dataclass
 class WriteBatch:
     """Changes that are committed together. Later changes to the same key replace earlier ones,
@@ -154,6 +163,9 @@ class Store(Protocol):
     async def count_events(self, types: list[str], since: float) -> dict[str, int]: ...
     async def checkpoints(self, process_id: str, limit: int = 20) -> list[Checkpoint]: ...
     async def logs(self, process_id: str, limit: int = 100) -> list[tuple[float, str]]: ...
+    async def log_lines(self, after_id: int | None = None, limit: int = 1000) -> list[LogLine]:
+        """Every process's log lines in the order written: after line `after_id`, or (None)
+        the newest `limit`."""
     async def prune_history(self, before: float, batch_size: int = 5000) -> int: ...
     async def get_request(self, process_id: str) -> ResumeRequest | None: ...
 

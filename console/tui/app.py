@@ -34,6 +34,7 @@ from textual.widgets import Input
 
 from console.model import Event, Process, State, UserError
 from console.settings import Settings
+from console.tui.banner import OwnerBanner
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
 from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, literal, progress_cell, sparkline
@@ -180,16 +181,18 @@ class SwitchboardApp(App[None]):
         Binding("a", "toggle_all", "All", id="toggle_all", show=False, priority=True),
         Binding("tab", "focus_next", "Next pane", id="next_pane", show=False),
         Binding("question_mark", "help", "Help", id="help"),
+        Binding("T", "take_over", "Take over the engine", id="take_over", show=False),
         Binding("q", "quit", "Quit", id="quit"),
     ]
     LIST_ACTIONS = frozenset(b.action for b in BINDINGS if b.priority)
 
     def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
                  log_path: Path | None = None, clock: Any = time.time, prepare: Any = None,
-                 settle_heap: bool = False):
+                 settle_heap: bool = False, observe: bool = False):
         super().__init__()
         self.settings = settings
         self.read_only = read_only
+        self.observe = observe  # never run the engine unless taken over (`serve`'s tabs)
         self.log_path = log_path
         self.clock = clock  # fixed in snapshot tests
         self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
@@ -300,7 +303,7 @@ class SwitchboardApp(App[None]):
         self.store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
         await self.store.open()
         owner = None
-        if not self.read_only:
+        if not self.read_only and not self.observe:
             engine = make_engine(self.store, settings, role="console")
             engine.bus.subscribe(self._on_engine_event)
             try:
@@ -308,19 +311,14 @@ class SwitchboardApp(App[None]):
             except OwnedElsewhere as owned:
                 owner = owned.holder
             else:
-                self.engine = engine
-                self.source = LiveSource(engine)
-                self._build_views()
-                await self._start_intake(engine)
                 self._events.extend(await self.store.events(limit=500))
-                from console.voice.center import call_center
-
-                self.provider = call_center(engine).gateway().state.describe()
+                await self._own(engine)
                 if self.prepare is not None:
                     await self.prepare(engine)
         if self.source is None:
             source = StoreSource(self.store, settings, owner, self.read_only)
             await source.refresh()
+            owner = source.owner
             self._events.extend(await source.new_events(first=True))
             self.source = source
             self._build_views()
@@ -337,6 +335,16 @@ class SwitchboardApp(App[None]):
             from console import heap
 
             heap.settle()
+
+    async def _own(self, engine: Any) -> None:
+        """This console runs the engine (at start, or taking over): the panes read its memory."""
+        self.engine = engine
+        self.source = LiveSource(engine)
+        self._build_views()
+        await self._start_intake(engine)
+        from console.voice.center import call_center
+
+        self.provider = call_center(engine).gateway().state.describe()
 
     async def _start_intake(self, engine: Any) -> None:
         if not self.settings.intake.listen:
@@ -360,8 +368,11 @@ class SwitchboardApp(App[None]):
         source = self.source
         if not isinstance(source, StoreSource) or self._stopped:
             return
+        changed = await source.refresh()  # first: the progress it finds is in this feed
         events = await source.new_events()
-        changed = await source.refresh()
+        if not changed:  # a killed owner changes nothing: asked each time
+            await source.check_owner()
+        self._show_owner(source)
         if events:
             self._events.extend(events)
             self._dirty.add("events")
@@ -370,6 +381,55 @@ class SwitchboardApp(App[None]):
         if changed or events:
             self._dirty.update({"queue", "active", "graph", "calls", "header"})
             self._schedule_refresh()
+
+    # -- an observer's owner, and taking over from it ------------------------------------------------
+
+    def _show_owner(self, source: StoreSource) -> None:
+        """The banner, when no engine runs the observed database (queued work would wait):
+        for a console that could take over, or whose owner has gone."""
+        gone = source.owner is None and (not self.read_only or source.last_owner is not None)
+        if gone:
+            self._owner_banner().show(source.last_owner)
+        elif self.screen_stack[0].query(OwnerBanner):
+            self._owner_banner().hide()
+
+    def _owner_banner(self) -> OwnerBanner:
+        main = self.screen_stack[0]
+        found = main.query(OwnerBanner)
+        if found:
+            return found.first()
+        banner = OwnerBanner(can_take_over=not self.read_only)
+        main.mount(banner, before=main.query_one("#status"))
+        return banner
+
+    async def action_take_over(self) -> None:
+        """Run the engine in this console, when the owner it observed has gone."""
+        source = self.source
+        if not isinstance(source, StoreSource) or self._stopped:
+            return
+        if self.read_only:
+            self.notify("This console is read-only (--read-only).", severity="warning")
+            return
+        if await source.check_owner():
+            self.notify(f"{source.owner.role} pid {source.owner.pid} runs the engine.", markup=False)
+            return
+        from console.app import make_engine
+        from console.engine.orchestrator import OwnedElsewhere
+
+        engine = make_engine(self.store, self.settings, role="console")
+        unsubscribe = engine.bus.subscribe(self._on_engine_event)
+        try:
+            await engine.start()
+        except OwnedElsewhere as owned:
+            unsubscribe()
+            self.notify(f"{owned.holder.role} pid {owned.holder.pid} took over first.", severity="warning",
+                        markup=False)
+            return
+        await self._own(engine)
+        self._owner_banner().hide()
+        self.notify("This console runs the engine now; quitting it stops the engine.", markup=False)
+        self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
+        self._refresh()
 
     # -- engine events → coalesced refresh ----------------------------------------------------------
 
@@ -621,20 +681,23 @@ class SwitchboardApp(App[None]):
         status = self.query_one("#status", StatusBar)
         db = self.settings.db_path
         parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {_short(db)}"]
+        if isinstance(self.source, StoreSource):
+            parts[:2] = [self._observer_status(self.source), f"loop {self._lag_now:.1f} ms"]
         if self.intake is not None:
             parts.append(f"intake {self.intake.address}")
         if self.log_path:
             same = self.log_path.parent == db.parent
             parts.append(f"log {self.log_path.name if same else _short(self.log_path)}")
-        if isinstance(self.source, StoreSource):
-            owner = self.source.owner
-            parts.append("read-only" if self.read_only else "observer")
-            if owner is not None:
-                parts.append(f"dispatched by {owner.role} pid {owner.pid}")
         status.set_text(literal("  │  ".join(parts)))
         if self.source is not None and self.source.running():
             self._dirty.add("active")
             self._schedule_refresh()
+
+    def _observer_status(self, source: StoreSource) -> str:
+        """An observer's first part of the status bar: who runs the engine (Groq is theirs)."""
+        mode = "read-only" if self.read_only else "observer"
+        owner = source.owner
+        return f"{mode}, dispatched by {owner.role} pid {owner.pid}" if owner else f"{mode}, no engine running"
 
     async def _measure_lag(self) -> None:
         """The loop's lateness, as the status bar shows it: how late a 100 ms sleep wakes."""
