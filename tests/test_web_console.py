@@ -243,9 +243,11 @@ async def test_observer_events_are_the_owners_including_logs_and_progress(tmp_pa
                 assert ("log", f"line {i}") in shown()
                 (tmp_path / f"go-{i}").touch()
             await wait_for(lambda: "completed" in [t for t, _ in shown()], timeout=10)
-            app._tick()  # the status bar says first who runs the engine: not cut at 80 columns
-            text = app.screen.query_one("#status").text.plain
-            assert text.startswith(f"observer, dispatched by runner pid {runner.pid}")
+            app._tick()  # the status bar says first who runs the engine, and is not cut at 80 columns
+            status = app.screen.query_one("#status")
+            text = status.text.plain
+            assert text.startswith(f"observer, dispatched by runner pid {runner.pid}  │  loop ")
+            assert len(text) <= status.content_size.width
             observed = shown()
             await pilot.press("q")
     finally:

@@ -688,7 +688,7 @@ class SwitchboardApp(App[None]):
         if self.log_path:
             same = self.log_path.parent == db.parent
             parts.append(f"log {self.log_path.name if same else _short(self.log_path)}")
-        status.set_text(literal("  │  ".join(parts)))
+        status.set_text(literal(_fit(parts, status.content_size.width)))
         if self.source is not None and self.source.running():
             self._dirty.add("active")
             self._schedule_refresh()
@@ -1017,6 +1017,19 @@ class SwitchboardApp(App[None]):
 
 def _edge_label(d: Any) -> str:
     return d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
+
+
+def _fit(parts: list[str], width: int, separator: str = "  │  ") -> str:
+    """The parts, most important first, that fit in `width` cells: one that does not fit is
+    left out whole rather than cut off at the edge (the first is always kept)."""
+    kept: list[str] = []
+    used = 0
+    for part in parts:
+        need = cell_len(part) + (cell_len(separator) if kept else 0)
+        if not kept or width <= 0 or used + need <= width:
+            kept.append(part)
+            used += need
+    return separator.join(kept)
 
 
 def _short(path: Path) -> str:
