@@ -680,11 +680,13 @@ class SwitchboardApp(App[None]):
                                              f"{sparkline(lags, SPARK_POINTS, 20)} {lags[-1]:4.0f}ms")
         status = self.query_one("#status", StatusBar)
         db = self.settings.db_path
-        parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}", f"db {_short(db)}"]
+        # most important first: what does not fit is left out (see _fit)
+        parts = [f"loop {self._lag_now:.1f} ms", f"Groq: {self.provider}"]
         if isinstance(self.source, StoreSource):
-            parts[:2] = [self._observer_status(self.source), f"loop {self._lag_now:.1f} ms"]
+            parts = [self._observer_status(self.source), parts[0]]
         if self.intake is not None:
             parts.append(f"intake {self.intake.address}")
+        parts.append(f"db {_short(db)}")
         if self.log_path:
             same = self.log_path.parent == db.parent
             parts.append(f"log {self.log_path.name if same else _short(self.log_path)}")
