@@ -113,6 +113,16 @@ async def wait_status(db: Path, predicate, timeout: float = 30) -> dict:
         await asyncio.sleep(0.2)
 
 
+# textual-serve leaves its tabs' pipes open; Python 3.11 complains when they are collected
+# after the server's loop has closed. Not this program's error: taken out before looking.
+_LIBRARY_EXIT_NOISE = re.compile(r"Exception ignored in: <function BaseSubprocessTransport\.__del__.*?"
+                                 r"RuntimeError: Event loop is closed\n", re.S)
+
+
+def own_errors(stderr: str) -> str:
+    return _LIBRARY_EXIT_NOISE.sub("", stderr)
+
+
 def by_id(state: dict) -> dict[str, dict]:
     return {p["id"]: p for p in state["processes"]}
 
@@ -262,6 +272,82 @@ async def test_observer_events_are_the_owners_including_logs_and_progress(tmp_pa
     assert observed == owners
 
 
+# -- serve's engine -------------------------------------------------------------------------------------
+
+
+async def tab_screen(http: aiohttp.ClientSession, port: int, *needles: bytes) -> aiohttp.ClientWebSocketResponse:
+    """What a browser tab does: a websocket that starts a console process, read until its
+    screen shows every one of `needles`."""
+    ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws?width=120&height=36")
+    screen = b""
+    deadline = time.monotonic() + 60
+    while not all(n in screen for n in needles):
+        assert time.monotonic() < deadline, screen[-2000:]
+        message = await ws.receive(timeout=60)
+        if message.type == aiohttp.WSMsgType.BINARY:
+            screen += message.data
+    return ws
+
+
+async def test_serve_runs_one_engine_whatever_its_tabs_do_and_stops_it_when_it_ends(tmp_path):
+    db = tmp_path / "s.db"
+    wf = tmp_path / "wf.toml"
+    wf.write_text(py("long", "wait_gate", gate="never"))
+    subprocess.run([*SB, "load", str(wf), "--db", str(db)], check=True, capture_output=True, timeout=60)
+    with serving(tmp_path, db) as (server, port):
+        await page_body(f"http://127.0.0.1:{port}/")
+        before = await wait_status(db, lambda s: by_id(s)["long"]["state"] == "running")
+        runner = before["owner"]
+        assert runner["role"] == "runner" and runner["pid"] != server.pid
+        async with aiohttp.ClientSession() as http:
+            first = await tab_screen(http, port, b"Queue", f"runner pid {runner['pid']}".encode())
+            second = await tab_screen(http, port, b"Queue")
+            await first.close()  # a tab closed (or reloaded: closed, then opened again)
+            await (await tab_screen(http, port, b"Queue")).close()
+            await second.close()
+        after = status(db)
+        assert after["owner"]["pid"] == runner["pid"]
+        assert (by_id(after)["long"]["state"], by_id(after)["long"]["attempt"]) == ("running", 1)
+    _, err = server.communicate(timeout=30)
+    assert server.returncode == 0 and "Traceback" not in own_errors(err), err
+    final = status(db)
+    assert final["owner"] is None  # the runner stopped gracefully with serve: it let go of the database
+    assert by_id(final)["long"]["interruption"]["type"] == "shutdown"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the runner learns of serve's end through Linux's prctl")
+async def test_serve_killed_outright_takes_its_runner_with_it(tmp_path):
+    db = tmp_path / "s.db"
+    with serving(tmp_path, db) as (server, port):
+        await page_body(f"http://127.0.0.1:{port}/")
+        runner_pid = (await wait_status(db, lambda s: s["owner"] is not None))["owner"]["pid"]
+        server.kill()
+        server.wait()
+        await wait_status(db, lambda s: s["owner"] is None)  # it stopped gracefully: let go of the database
+        with pytest.raises(ProcessLookupError):
+            for _ in range(100):  # gone once its parent (this test) is not the one to reap it
+                os.kill(runner_pid, 0)
+                await asyncio.sleep(0.1)
+
+
+def test_serve_beside_another_owner_observes_it_and_refuses_an_intake(tmp_path):
+    db = tmp_path / "s.db"
+    runner = start_runner(db)
+    try:
+        deadline = time.monotonic() + 30
+        while not (db.exists() and status(db)["owner"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        result = subprocess.run([*SB, "serve", "--port", str(free_port()), "--db", str(db), "--listen",
+                                 f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert f"runner pid {runner.pid} runs this database's engine" in result.stderr
+        assert status(db)["owner"]["pid"] == runner.pid
+    finally:
+        runner.terminate()
+        runner.communicate(timeout=30)
+
+
 # -- in a browser -------------------------------------------------------------------------------------
 
 
@@ -292,7 +378,7 @@ async def test_a_browser_tab_observes_the_engine_serve_runs_and_a_reload_does_no
         assert (long["state"], long["attempt"]) == ("running", 1)  # never stopped, never tried again
     _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
-    assert "Traceback" not in err
+    assert "Traceback" not in own_errors(err), err
     # serve stopped its runner gracefully: the running work was persisted as stopped by a shutdown
     final = status(db)
     assert final["owner"] is None
