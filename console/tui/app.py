@@ -405,7 +405,10 @@ class SwitchboardApp(App[None]):
     async def action_take_over(self) -> None:
         """Run the engine in this console, when the owner it observed has gone."""
         source = self.source
-        if not isinstance(source, StoreSource) or self._stopped:
+        if self._stopped or source is None:
+            return
+        if not isinstance(source, StoreSource):
+            self.notify("This console runs the engine already.", markup=False)
             return
         if self.read_only:
             self.notify("This console is read-only (--read-only).", severity="warning")
