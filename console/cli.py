@@ -50,7 +50,8 @@ def _add_demo(sub: Any) -> None:
 
 
 def _add_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="the console in a web browser (textual-serve), on this machine only")
+    p = sub.add_parser("serve", help="the console in a web browser (textual-serve), on this machine only; "
+                       "the engine runs beside it for as long as it runs")
     _common(p)
     p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
     p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")

@@ -324,7 +324,7 @@ class SwitchboardApp(App[None]):
             self._build_views()
             self.set_interval(0.5, self._poll_store)
             self.provider = "handled by the owner" if owner else "not running"
-            if settings.intake.listen and not self.read_only:
+            if settings.intake.listen and not self.read_only and not self.observe:
                 who = f"pid {owner.pid}" if owner else "another process"
                 self.notify(f"The HTTP intake is not served: {who} runs this database's engine, and the intake "
                             "runs beside it (start that one with --listen).", title="intake", severity="warning",
