@@ -193,6 +193,7 @@ class SwitchboardApp(App[None]):
         self.settings = settings
         self.read_only = read_only
         self.observe = observe  # never run the engine unless taken over (`serve`'s tabs)
+        self._banner: OwnerBanner | None = None  # mounted the first time no engine runs
         self.log_path = log_path
         self.clock = clock  # fixed in snapshot tests
         self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
@@ -390,17 +391,15 @@ class SwitchboardApp(App[None]):
         gone = source.owner is None and (not self.read_only or source.last_owner is not None)
         if gone:
             self._owner_banner().show(source.last_owner)
-        elif self.screen_stack[0].query(OwnerBanner):
-            self._owner_banner().hide()
+        elif self._banner is not None:
+            self._banner.hide()
 
     def _owner_banner(self) -> OwnerBanner:
-        main = self.screen_stack[0]
-        found = main.query(OwnerBanner)
-        if found:
-            return found.first()
-        banner = OwnerBanner(can_take_over=not self.read_only)
-        main.mount(banner, before=main.query_one("#status"))
-        return banner
+        if self._banner is None:
+            self._banner = OwnerBanner(can_take_over=not self.read_only)
+            main = self.screen_stack[0]
+            main.mount(self._banner, before=main.query_one("#status"))
+        return self._banner
 
     async def action_take_over(self) -> None:
         """Run the engine in this console, when the owner it observed has gone."""

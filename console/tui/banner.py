@@ -34,9 +34,11 @@ class OwnerBanner(Horizontal):
         who = f"{gone.role} pid {gone.pid} has stopped" if gone is not None else "no process runs its engine"
         what = ("T: take over (run the engine in this console)" if self.can_take_over
                 else "this console is read-only")
-        self._message = f"No engine: {who}; queued work waits. {what}"
-        for line in self.query("#owner-gone").results(Static):  # none until composed
-            line.update(self._message)
+        message = f"No engine: {who}; queued work waits. {what}"
+        if message != self._message:
+            self._message = message
+            for line in self.query("#owner-gone").results(Static):  # none until composed
+                line.update(message)
         self.display = True
 
     def hide(self) -> None:

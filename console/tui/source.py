@@ -98,7 +98,7 @@ class StoreSource(Source):
         self.graph = DependencyGraph()
         self._version: int | None = None
         self._last_seq = 0
-        self._last_log: int | None = None
+        self._last_log = 0  # the id of the last log line fed
         self._notices: list[Event] = []  # progress seen since the last feed
         # Notices made here are numbered down from -1: never an engine event's number.
         self._notice_seq = 0
@@ -157,13 +157,11 @@ class StoreSource(Source):
             lines = await self.store.log_lines(limit=EVENTS_AT_START)
         else:
             events = await self.store.events_after(self._last_seq, limit=EVENTS_PER_POLL)
-            lines = await self.store.log_lines(self._last_log or 0, limit=EVENTS_PER_POLL)
+            lines = await self.store.log_lines(self._last_log, limit=EVENTS_PER_POLL)
         if events:
             self._last_seq = events[-1].seq
         if lines:
             self._last_log = lines[-1].id
-        elif self._last_log is None:
-            self._last_log = 0
         notices, self._notices = self._notices, []
         notices += [self._notice(line.ts, line.process_id, "log", line.line) for line in lines]
         if not notices:
