@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from console.engine.orchestrator import lease_is_stale
 from console.model import UserError
@@ -78,8 +79,7 @@ class EngineRunner:
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        start_new_session=True,
-                                        preexec_fn=_end_with_parent if sys.platform == "linux" else None)
+                                        start_new_session=True, preexec_fn=_ended_with_parent())
         # reaped as soon as it exits: a zombie would look alive to the tabs' owner check
         threading.Thread(target=self._watch, args=(self.process,), daemon=True).start()
 
@@ -126,12 +126,16 @@ class EngineRunner:
         return process.wait()
 
 
-def _end_with_parent() -> None:
-    """In the runner, before it runs: SIGTERM when the process that started it ends."""
+def _ended_with_parent() -> Callable[[], None] | None:
+    """On Linux, what the runner runs before it starts: ask for SIGTERM when the process that
+    started it ends (PR_SET_PDEATHSIG). The C library is loaded here, not in the child."""
+    if sys.platform != "linux":
+        return None
     import ctypes
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def serve(settings: Settings, *, host: str, port: int, config: str | None, theme: str | None,
