@@ -1,5 +1,5 @@
 """The observer's banner: a line above the status bar that says no engine runs the database
-it observes, and offers to run the engine here instead (take over)."""
+it observes, and offers to run the engine here instead (take over: the button, or T)."""
 
 from __future__ import annotations
 
@@ -27,14 +27,13 @@ class OwnerBanner(Horizontal):
     def compose(self) -> ComposeResult:
         yield Static(self._message, id="owner-gone", markup=False)
         if self.can_take_over:
-            yield Button("Take over (T)", id="take-over", variant="error", compact=True, action="app.take_over")
+            yield Button("Take over (T)", id="take-over", compact=True, action="app.take_over")
 
     def show(self, gone: LeaseHolder | None) -> None:
         """Say no engine runs the database; `gone` is the owner last seen, if any."""
-        who = f"{gone.role} pid {gone.pid} has stopped" if gone is not None else "no process runs its engine"
-        what = ("T: take over (run the engine in this console)" if self.can_take_over
-                else "this console is read-only")
-        message = f"No engine: {who}; queued work waits. {what}"
+        who = f"No engine: {gone.role} pid {gone.pid} has stopped" if gone is not None else "No engine runs"
+        # the button says what taking over does and its key
+        message = f"{who}; queued work waits" + ("" if self.can_take_over else " (read-only: no taking over)")
         if message != self._message:
             self._message = message
             for line in self.query("#owner-gone").results(Static):  # none until composed
