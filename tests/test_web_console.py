@@ -396,3 +396,24 @@ async def test_a_browser_shows_the_console_served_on_ipv6_loopback(tmp_path):
             await page.goto(f"http://[::1]:{port}/")
             await page.wait_for_text("Queue", "Events", "dispatched by runner pid")
             await page.close()
+
+
+@needs_chromium
+async def test_a_browser_tab_says_when_the_engine_is_gone_and_takes_it_over(tmp_path):
+    db = tmp_path / "s.db"
+    with serving(tmp_path, db) as (_server, port):
+        await page_body(f"http://127.0.0.1:{port}/")
+        runner_pid = (await wait_status(db, lambda s: s["owner"] is not None))["owner"]["pid"]
+        async with Chromium() as browser:
+            page = await browser.page()
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.wait_for_text("Queue", f"dispatched by runner pid {runner_pid}")
+            os.kill(runner_pid, signal.SIGKILL)  # serve reaps it
+            await page.wait_for_text(f"No engine: runner pid {runner_pid} has stopped", "Take over (T)",
+                                     "observer, no engine running")
+            await page.press("T")
+            owner = (await wait_status(db, lambda s: s["owner"] is not None))["owner"]
+            assert owner["role"] == "console" and owner["pid"] not in (runner_pid, os.getpid())
+            text = await page.wait_for_text("This console runs the engine now")
+            assert "Take over (T)" not in text
+            await page.close()
