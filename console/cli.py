@@ -32,6 +32,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                      "Without a command: the console.")
     _common(parser)
     _console_flags(parser)
+    parser.add_argument("--observe", action="store_true",
+                        help="watch the process that runs the engine; run it here only when taken over (T)")
     parser.set_defaults(func=cmd_console)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     for name, add in _COMMANDS.items():
@@ -48,12 +50,14 @@ def _add_demo(sub: Any) -> None:
 
 
 def _add_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="the console in a web browser (textual-serve), on this machine only")
+    p = sub.add_parser("serve", help="the console in a web browser (textual-serve), on this machine only; "
+                       "the engine runs beside it for as long as it runs")
     _common(p)
     p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
     p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
     p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="default 8000")
+    _listen_flag(p)
     p.set_defaults(func=cmd_serve)
 
 
@@ -548,7 +552,7 @@ def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
 
     try:
         app = SwitchboardApp(settings, read_only=args.read_only, theme=args.theme, log_path=log_path,
-                             prepare=prepare, settle_heap=True)
+                             prepare=prepare, settle_heap=True, observe=getattr(args, "observe", False))
     except ThemeError as e:
         raise UserError(str(e)) from None
     app.run()
@@ -559,9 +563,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Each browser tab gets its own console process (textual-serve runs the command): the
-    first to start runs the engine, the others observe it and act through its inbox."""
-    import shlex
+    """The console in browser tabs. The engine runs beside them for as long as this command
+    does (see console.serve); each tab is a console observing it."""
     import socket
 
     from console.tui.themes import ThemeError
@@ -585,15 +588,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             probe.bind((args.host, args.port))
         except OSError as e:
             raise UserError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({e.strerror})") from None
-    command = [sys.executable, "-m", "console", "--db", str(settings.db_path)]
-    command += ["--config", args.config] if args.config else []
-    command += ["--theme", args.theme] if args.theme else []
-    command += ["--read-only"] if args.read_only else []
-    from textual_serve.server import Server
+    _check_listen(args, settings)  # the runner binds it: refused here, before anything starts
+    _ensure_data_dir(settings)
+    from console.serve import serve
 
-    print(f"switchboard: the console at http://{args.host}:{args.port} (ctrl+c stops)", file=sys.stderr, flush=True)
-    Server(shlex.join(command), host=args.host, port=args.port, title="Switchboard").serve()
-    return 0
+    return serve(settings, host=args.host, port=args.port, config=args.config, theme=args.theme,
+                 read_only=args.read_only, listen=args.listen)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -606,9 +606,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _check_listen(args: argparse.Namespace, settings) -> None:
     """The console binds its intake once its engine runs; refuse a bad address up front."""
-    if args.read_only:
+    if args.read_only or getattr(args, "observe", False):
         if args.listen:
-            raise UserError("--listen needs the console to run the engine: not with --read-only")
+            flag = "--read-only" if args.read_only else "--observe"
+            raise UserError(f"--listen needs the console to run the engine: not with {flag}")
         return
     listener = _listener(settings)
     if listener is not None:

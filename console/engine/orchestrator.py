@@ -133,6 +133,15 @@ def _engine_code(filename: str) -> bool:
     return filename.startswith(_ENGINE_DIR) or filename.startswith("<frozen ")
 
 
+def lease_is_stale(holder: LeaseHolder, ttl_s: float) -> bool:
+    """Whether the holder of a database's lease has stopped owning it: its heartbeat is older
+    than `ttl_s`, or it ran on this host and its process is gone."""
+    if time.time() - holder.heartbeat_at > ttl_s:
+        return True
+    # On this host we can tell at once whether the owner is still alive (kill -9 case).
+    return holder.host == socket.gethostname() and holder.pid != os.getpid() and not _pid_alive(holder.pid)
+
+
 def _clock_text(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
@@ -234,10 +243,7 @@ class Orchestrator:
             self._wake.set()
 
     def _lease_is_stale(self, holder: LeaseHolder) -> bool:
-        if time.time() - holder.heartbeat_at > self.config.lease_ttl_s:
-            return True
-        # On this host we can tell at once whether the owner is still alive (kill -9 case).
-        return holder.host == socket.gethostname() and holder.pid != os.getpid() and not _pid_alive(holder.pid)
+        return lease_is_stale(holder, self.config.lease_ttl_s)
 
     async def _recover(self) -> None:
         b = WriteBatch()

@@ -8,6 +8,7 @@ server one, `MemoryStore` one in memory for fast tests.
 from __future__ import annotations
 
 from console.store.ports import (
+    LogLine,
     CHECKPOINTS_KEPT,
     CallRecords,
     Command,
@@ -24,7 +25,7 @@ from console.store.ports import (
 )
 
 __all__ = [
-    "CHECKPOINTS_KEPT", "CallRecords", "Command", "EngineState", "History", "Inbox", "LeaseHolder", "Leases",
+    "CHECKPOINTS_KEPT", "CallRecords", "Command", "EngineState", "History", "Inbox", "LeaseHolder", "Leases", "LogLine",
     "ProcessReads", "Snapshot", "Store", "VoiceLine", "WriteBatch", "is_server_url", "open_store",
 ]
 

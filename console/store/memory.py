@@ -33,7 +33,7 @@ from console.model import (
     VoiceRequest,
     json_text,
 )
-from console.store.ports import CHECKPOINTS_KEPT, Command, LeaseHolder, Snapshot, VoiceLine, WriteBatch
+from console.store.ports import CHECKPOINTS_KEPT, Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 
 
 def _json(value: Any) -> Any:
@@ -78,6 +78,8 @@ class MemoryDatabase:
     checkpoints: dict[str, dict[int, Checkpoint]] = field(default_factory=dict)
     events: dict[int, Event] = field(default_factory=dict)  # by seq
     logs: list[tuple[str, float, str]] = field(default_factory=list)  # in the order written
+    log_ids: list[int] = field(default_factory=list)  # each line's number, beside it in `logs`
+    last_log_id: int = 0
     pools: dict[str, int] = field(default_factory=dict)
     lease: LeaseHolder | None = None
     commands: dict[int, _CommandRow] = field(default_factory=dict)
@@ -239,6 +241,13 @@ class MemoryStore:
         kept = sorted(self._db().checkpoints.get(process_id, {}).items())
         return [replace(c, data=_json(c.data)) for _, c in kept[max(0, len(kept) - limit):]]
 
+    async def log_lines(self, after_id: int | None = None, limit: int = 1000) -> list[LogLine]:
+        db = self._db()
+        lines = [LogLine(n, pid, ts, line) for n, (pid, ts, line) in zip(db.log_ids, db.logs)]
+        if after_id is None:
+            return lines[max(0, len(lines) - limit):]
+        return [x for x in lines if x.id > after_id][:limit]
+
     async def logs(self, process_id: str, limit: int = 100) -> list[tuple[float, str]]:
         lines = [(ts, line) for pid, ts, line in self._db().logs if pid == process_id]
         return lines[max(0, len(lines) - limit):]
@@ -249,9 +258,10 @@ class MemoryStore:
         old_events = [seq for seq, e in db.events.items() if e.ts < before and seq != newest]
         for seq in old_events:
             del db.events[seq]
-        kept_logs = [entry for entry in db.logs if entry[1] >= before]
-        pruned_logs = len(db.logs) - len(kept_logs)
-        db.logs = kept_logs
+        kept = [(n, entry) for n, entry in zip(db.log_ids, db.logs) if entry[1] >= before]
+        pruned_logs = len(db.logs) - len(kept)
+        db.log_ids = [n for n, _ in kept]
+        db.logs = [entry for _, entry in kept]
         old_commands = [cid for cid, r in db.commands.items()
                         if r.command.status != "new" and r.handled_at is not None and r.handled_at < before]
         for cid in old_commands:
@@ -355,6 +365,8 @@ def _apply(db: MemoryDatabase, b: WriteBatch) -> None:
     for e in b.events:
         db.events[e.seq] = _event(e)
     db.logs.extend(b.logs)
+    db.log_ids.extend(range(db.last_log_id + 1, db.last_log_id + 1 + len(b.logs)))
+    db.last_log_id += len(b.logs)
     db.pools.update(b.pools)
     for c in b.calls.values():
         stored = db.calls.get(c.id)

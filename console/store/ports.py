@@ -240,6 +240,15 @@ class Inbox(Protocol):
         """The command with its status ("new", or what answered it) and result."""
 
 
+class LogLine(NamedTuple):
+    """A line a process logged, numbered in the order lines were written."""
+
+    id: int
+    process_id: str
+    ts: float
+    line: str
+
+
 class History(Protocol):
     """What happened: events, checkpoints and log lines, newest kept, oldest pruned.
 
@@ -260,6 +269,10 @@ class History(Protocol):
 
     async def checkpoints(self, process_id: str, limit: int = 20) -> list[Checkpoint]:
         """The process's newest `limit` checkpoints, in seq order."""
+
+    async def log_lines(self, after_id: int | None = None, limit: int = 1000) -> list[LogLine]:
+        """Every process's log lines in the order written: after line `after_id`, or (None)
+        the newest `limit`."""
 
     async def logs(self, process_id: str, limit: int = 100) -> list[tuple[float, str]]:
         """The process's newest `limit` log lines as (ts, line), in the order written."""

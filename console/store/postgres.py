@@ -49,7 +49,7 @@ from console.model import (
     VoiceRequest,
 )
 from console.store import pg_sql
-from console.store.ports import CHECKPOINTS_KEPT, Command, LeaseHolder, Snapshot, VoiceLine, WriteBatch
+from console.store.ports import CHECKPOINTS_KEPT, Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 
 SQL = pg_sql.statements()
 SCHEMA_VERSION = len(pg_sql.migrations())
@@ -318,6 +318,13 @@ class PostgresStore:
         rows = await self._rows("checkpoints", {"id": process_id, "limit": limit})
         return [Checkpoint(r["process_id"], r["seq"], r["progress"], json.loads(r["data"]), r["created_at"])
                 for r in reversed(rows)]
+
+    async def log_lines(self, after_id: int | None = None, limit: int = 1000) -> list[LogLine]:
+        if after_id is None:
+            rows = list(reversed(await self._rows("log_lines_newest", {"limit": limit})))
+        else:
+            rows = await self._rows("log_lines_after", {"after": after_id, "limit": limit})
+        return [LogLine(r["id"], r["process_id"], r["ts"], r["line"]) for r in rows]
 
     async def logs(self, process_id: str, limit: int = 100) -> list[tuple[float, str]]:
         rows = await self._rows("logs", {"id": process_id, "limit": limit})

@@ -36,7 +36,7 @@ from console.model import (
     Turn,
     VoiceRequest,
 )
-from console.store import CHECKPOINTS_KEPT, Command, LeaseHolder, Snapshot, VoiceLine, WriteBatch
+from console.store import CHECKPOINTS_KEPT, Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 from console.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -545,6 +545,17 @@ class SqliteStore:
             "SELECT ts, line FROM logs WHERE process_id = ? ORDER BY id DESC LIMIT ?", (process_id, limit)
         )
         return [(r["ts"], r["line"]) for r in reversed(rows)]
+
+    async def log_lines(self, after_id: int | None = None, limit: int = 1000) -> list[LogLine]:
+        db = self._require()
+        if after_id is None:
+            rows = await db.execute_fetchall(
+                "SELECT id, process_id, ts, line FROM logs ORDER BY id DESC LIMIT ?", (limit,))
+            rows = list(reversed(rows))
+        else:
+            rows = await db.execute_fetchall(
+                "SELECT id, process_id, ts, line FROM logs WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        return [LogLine(r["id"], r["process_id"], r["ts"], r["line"]) for r in rows]
 
     async def prune_history(self, before: float, batch_size: int = 5000) -> int:
         """Delete events and log lines older than `before`, a batch per transaction so other

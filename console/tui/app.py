@@ -36,6 +36,7 @@ from console.model import TRANSFER_FINAL, Event, Process, State, UserError
 from console.settings import Settings
 from console.tui.deck import BREAKPOINTS, PaneDeck
 from console.tui.screens import ConfirmScreen, DetailsScreen, FieldError, FormScreen, HelpScreen, TransferScreen
+from console.tui.banner import OwnerBanner
 from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
 from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, progress_cell, sparkline
 
@@ -227,16 +228,19 @@ class SwitchboardApp(App[None]):
         Binding("a", "toggle_all", "All", id="toggle_all", show=False, priority=True),
         Binding("tab", "focus_next", "Next pane", id="next_pane", show=False),
         Binding("question_mark", "help", "Help", id="help"),
+        Binding("T", "take_over", "Take over the engine", id="take_over", show=False),
         Binding("q", "quit", "Quit", id="quit"),
     ]
     LIST_ACTIONS = frozenset(b.action for b in BINDINGS if b.priority)
 
     def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
                  log_path: Path | None = None, clock: Any = time.time, prepare: Any = None,
-                 settle_heap: bool = False):
+                 settle_heap: bool = False, observe: bool = False):
         super().__init__()
         self.settings = settings
         self.read_only = read_only
+        self.observe = observe  # never run the engine unless taken over (`serve`'s tabs)
+        self._banner: OwnerBanner | None = None  # mounted the first time no engine runs
         self.log_path = log_path
         self.clock = clock  # fixed in snapshot tests
         self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
@@ -351,7 +355,7 @@ class SwitchboardApp(App[None]):
         self.store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
         await self.store.open()
         owner = None
-        if not self.read_only:
+        if not self.read_only and not self.observe:
             engine = make_engine(self.store, settings, role="console")
             engine.bus.subscribe(self._on_engine_event)
             try:
@@ -359,25 +363,20 @@ class SwitchboardApp(App[None]):
             except OwnedElsewhere as owned:
                 owner = owned.holder
             else:
-                self.engine = engine
-                self.source = LiveSource(engine)
-                self._build_views()
-                await self._start_intake(engine)
                 self._events.extend(await self.store.events(limit=500))
-                from console.voice.center import call_center
-
-                self.provider = call_center(engine).gateway().state.describe()
+                await self._own(engine)
                 if self.prepare is not None:
                     await self.prepare(engine)
         if self.source is None:
             source = StoreSource(self.store, settings, owner, self.read_only)
             await source.refresh()
+            owner = source.owner
             self._events.extend(await source.new_events(first=True))
             self.source = source
             self._build_views()
             self.set_interval(0.5, self._poll_store)
             self.provider = "handled by the owner" if owner else "not running"
-            if settings.intake.listen and not self.read_only:
+            if settings.intake.listen and not self.read_only and not self.observe:
                 who = f"pid {owner.pid}" if owner else "another process"
                 self.notify(f"The HTTP intake is not served: {who} runs this database's engine, and the intake "
                             "runs beside it (start that one with --listen).", title="intake", severity="warning",
@@ -388,6 +387,16 @@ class SwitchboardApp(App[None]):
             from console import heap
 
             heap.settle()
+
+    async def _own(self, engine: Any) -> None:
+        """This console runs the engine (at start, or taking over): the panes read its memory."""
+        self.engine = engine
+        self.source = LiveSource(engine)
+        self._build_views()
+        await self._start_intake(engine)
+        from console.voice.center import call_center
+
+        self.provider = call_center(engine).gateway().state.describe()
 
     async def _start_intake(self, engine: Any) -> None:
         if not self.settings.intake.listen:
@@ -411,8 +420,11 @@ class SwitchboardApp(App[None]):
         source = self.source
         if not isinstance(source, StoreSource) or self._stopped:
             return
+        changed = await source.refresh()  # first: the progress it finds is in this feed
         events = await source.new_events()
-        changed = await source.refresh()
+        if not changed:  # a killed owner changes nothing: asked each time
+            await source.check_owner()
+        self._show_owner(source)
         if events:
             self._events.extend(events)
             self._dirty.add("events")
@@ -421,6 +433,56 @@ class SwitchboardApp(App[None]):
         if changed or events:
             self._dirty.update({"queue", "active", "graph", "calls", "header"})
             self._schedule_refresh()
+
+    # -- an observer's owner, and taking over from it ------------------------------------------------
+
+    def _show_owner(self, source: StoreSource) -> None:
+        """The banner, when no engine runs the observed database (queued work would wait):
+        for a console that could take over, or whose owner has gone."""
+        gone = source.owner is None and (not self.read_only or source.last_owner is not None)
+        if gone:
+            self._owner_banner().show(source.last_owner)
+        elif self._banner is not None:
+            self._banner.hide()
+
+    def _owner_banner(self) -> OwnerBanner:
+        if self._banner is None:
+            self._banner = OwnerBanner(can_take_over=not self.read_only)
+            main = self.screen_stack[0]
+            main.mount(self._banner, before=main.query_one("#status"))
+        return self._banner
+
+    async def action_take_over(self) -> None:
+        """Run the engine in this console, when the owner it observed has gone."""
+        source = self.source
+        if self._stopped or source is None:
+            return
+        if not isinstance(source, StoreSource):
+            self.notify("This console runs the engine already.", markup=False)
+            return
+        if self.read_only:
+            self.notify("This console is read-only (--read-only).", severity="warning")
+            return
+        if await source.check_owner():
+            self.notify(f"{source.owner.role} pid {source.owner.pid} runs the engine.", markup=False)
+            return
+        from console.app import make_engine
+        from console.engine.orchestrator import OwnedElsewhere
+
+        engine = make_engine(self.store, self.settings, role="console")
+        unsubscribe = engine.bus.subscribe(self._on_engine_event)
+        try:
+            await engine.start()
+        except OwnedElsewhere as owned:
+            unsubscribe()
+            self.notify(f"{owned.holder.role} pid {owned.holder.pid} took over first.", severity="warning",
+                        markup=False)
+            return
+        await self._own(engine)
+        self._owner_banner().hide()
+        self.notify("This console runs the engine now; quitting it stops the engine.", markup=False)
+        self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
+        self._refresh()
 
     # -- engine events → coalesced refresh ----------------------------------------------------------
 
@@ -688,11 +750,10 @@ class SwitchboardApp(App[None]):
         if self.log_path:
             same = self.log_path.parent == db.parent
             parts.append((f"log {self.log_path.name if same else _short(self.log_path)}", f"log {self.log_path.name}", 6))
-        if isinstance(self.source, StoreSource):
+        if isinstance(self.source, StoreSource):  # who runs the engine comes first (Groq is theirs)
             owner = self.source.owner
-            parts.append(("read-only" if self.read_only else "observer", "", 2))
-            if owner is not None:
-                parts.append((f"dispatched by {owner.role} pid {owner.pid}", f"owner {owner.role} pid {owner.pid}", 3))
+            short = f"{'read-only' if self.read_only else 'observer'}" + (f", pid {owner.pid}" if owner else ", no engine")
+            parts.insert(0, (self._observer_status(self.source), short, 0))
         status.set_parts(parts)
         self._age_queue()
         if self.source is not None and self.source.running():
@@ -705,6 +766,12 @@ class SwitchboardApp(App[None]):
         queue = self._lists.get("queue")
         if queue is not None and queue.display:
             queue.refresh_rows()
+
+    def _observer_status(self, source: StoreSource) -> str:
+        """An observer's first part of the status bar: who runs the engine (Groq is theirs)."""
+        mode = "read-only" if self.read_only else "observer"
+        owner = source.owner
+        return f"{mode}, dispatched by {owner.role} pid {owner.pid}" if owner else f"{mode}, no engine running"
 
     async def _measure_lag(self) -> None:
         """The loop's lateness, as the status bar shows it: how late a 100 ms sleep wakes."""
@@ -1165,6 +1232,19 @@ def _row_label(list_id: str | None, key: Any) -> str:
 
 def _edge_label(d: Any) -> str:
     return d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
+
+
+def _fit(parts: list[str], width: int, separator: str = "  │  ") -> str:
+    """The parts, most important first, that fit in `width` cells: one that does not fit is
+    left out whole rather than cut off at the edge (the first is always kept)."""
+    kept: list[str] = []
+    used = 0
+    for part in parts:
+        need = cell_len(part) + (cell_len(separator) if kept else 0)
+        if not kept or width <= 0 or used + need <= width:
+            kept.append(part)
+            used += need
+    return separator.join(kept)
 
 
 def _short(path: Path) -> str:

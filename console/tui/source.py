@@ -14,12 +14,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Callable, overload
 
 from console.engine.graph import DependencyGraph
-from console.engine.orchestrator import Orchestrator
+from console.engine.orchestrator import Orchestrator, lease_is_stale
 from console.model import Event, Process, ResumeRequest, State, UserError
 from console.settings import Settings
 from console.store import Command, LeaseHolder, Store
 
 
+EVENTS_AT_START = 500  # an observer's feed starts with the most recent events
+EVENTS_PER_POLL = 5000
 OPERATOR_ORDER = {State.FAILED: 0, State.INTERRUPTED: 1, State.BLOCKED: 2, State.CANCELLED: 3, State.PENDING: 4}
 
 
@@ -80,41 +82,92 @@ class LiveSource(Source):
 
 
 class StoreSource(Source):
+    """Another process owns the database: a snapshot reloaded when the database changes, and
+    an event feed as the owner's console shows it. The owner persists state changes as
+    events but keeps progress and log notices in memory; here log notices come from the log
+    lines it writes, and progress notices from the progress each reload finds changed."""
+
     def __init__(self, store: Store, settings: Settings, owner: LeaseHolder | None, read_only: bool):
         self.store = store
         self.settings = settings
-        self.owner = owner
+        self.owner = owner  # the live owner, None when no engine runs this database
+        self.last_owner = owner  # the most recent live owner seen, to name it once it is gone
         self.read_only = read_only
         self.processes = {}
         self.requests = {}
         self.graph = DependencyGraph()
         self._version: int | None = None
         self._last_seq = 0
+        self._last_log = 0  # the id of the last log line fed
+        self._notices: list[Event] = []  # progress seen since the last feed
+        # Notices made here are numbered down from -1: never an engine event's number.
+        self._notice_seq = 0
 
     async def refresh(self) -> bool:
         """Reload if another process changed the database. Returns whether it did."""
         version = await self.store.change_marker()
         if version == self._version:
             return False
+        first = self._version is None
         self._version = version
         snapshot = await self.store.load_snapshot()
-        self.processes = {p.id: p for p in snapshot.processes}
+        processes = {p.id: p for p in snapshot.processes}
+        if not first:
+            self._note_progress(self.processes, processes)
+        self.processes = processes
         self.requests = {r.process_id: r for r in snapshot.requests}
         graph = DependencyGraph()
         for d in snapshot.dependencies:
             graph.add(d)
         self.graph = graph
-        self.owner = await self.store.lease_holder()
+        await self.check_owner()
         return True
 
+    async def check_owner(self) -> bool:
+        """Whether a live process owns the database now (so its engine runs queued work)."""
+        holder = await self.store.lease_holder()
+        if holder is not None and lease_is_stale(holder, self.settings.engine.lease_ttl_s):
+            holder = None
+        self.owner = holder
+        if holder is not None:
+            self.last_owner = holder
+        return holder is not None
+
+    def _note_progress(self, before: dict[str, Process], after: dict[str, Process]) -> None:
+        """A progress notice for each process that reported since the last reload: a new
+        checkpoint, or new progress while it runs (the owner's notice at each report)."""
+        for p in after.values():
+            old = before.get(p.id)
+            if old is None:
+                continue
+            checkpoint = p.checkpoint_seq != old.checkpoint_seq
+            if checkpoint or (p.progress != old.progress and p.state is State.RUNNING):
+                self._notices.append(self._notice(p.updated_at, p.id, "progress", "",
+                                                  {"progress": round(p.progress, 1), "checkpoint": checkpoint}))
+
+    def _notice(self, ts: float, pid: str, type_: str, message: str, data: dict[str, Any] | None = None) -> Event:
+        self._notice_seq -= 1
+        return Event(self._notice_seq, ts, pid, type_, message, data)
+
     async def new_events(self, first: bool = False) -> list[Event]:
+        """What happened since the last call, in time order: the history's events, log lines
+        and progress notices. `first`: the most recent of them instead."""
         if first:
-            events = await self.store.events(limit=500)
+            events = await self.store.events(limit=EVENTS_AT_START)
+            lines = await self.store.log_lines(limit=EVENTS_AT_START)
         else:
-            events = await self.store.events_after(self._last_seq, limit=5000)
+            events = await self.store.events_after(self._last_seq, limit=EVENTS_PER_POLL)
+            lines = await self.store.log_lines(self._last_log, limit=EVENTS_PER_POLL)
         if events:
             self._last_seq = events[-1].seq
-        return events
+        if lines:
+            self._last_log = lines[-1].id
+        notices, self._notices = self._notices, []
+        notices += [self._notice(line.ts, line.process_id, "log", line.line) for line in lines]
+        if not notices:
+            return events
+        merged = sorted([*events, *notices], key=lambda e: e.ts)  # stable: the history's order kept
+        return merged[-EVENTS_AT_START:] if first else merged
 
     async def act(self, kind: str, payload: dict[str, Any]) -> str:
         if self.read_only:

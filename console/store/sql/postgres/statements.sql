@@ -165,6 +165,12 @@ GROUP BY type;
 -- name: checkpoints
 SELECT * FROM checkpoints WHERE process_id = %(id)s ORDER BY seq DESC LIMIT %(limit)s;
 
+-- name: log_lines_newest
+SELECT id, process_id, ts, line FROM logs ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: log_lines_after
+SELECT id, process_id, ts, line FROM logs WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
+
 -- name: logs
 SELECT ts, line FROM logs WHERE process_id = %(id)s ORDER BY id DESC LIMIT %(limit)s;
 
