@@ -164,10 +164,10 @@ def _plain(f: Any, v: Any, secret: type) -> Any:
                 raise _Refer
     elif kind == "db?":
         if v is not None:
-            if t is str and v:
-                from console.settings import database_location
-
-                v = database_location(v)
+            if t is str and v and not v.startswith(("postgresql://", "postgres://")):
+                v = Path(v)
+            elif t is str and v:  # a server's URL: pydantic-settings' path keeps it as written
+                raise _Refer
             elif not isinstance(v, Path):
                 raise _Refer
     elif kind == "secret?":

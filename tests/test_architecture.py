@@ -216,7 +216,9 @@ def sql_in(path: Path) -> list[str]:
 
 
 def test_sql_only_in_the_store_and_the_benchmarks():
-    found = [line for path in console_files(outside=("store", "bench")) for line in sql_in(path)]
+    # console/compat.py wraps aiosqlite's connection thread (its one private API) and holds no SQL
+    found = [line for path in console_files(outside=("store", "bench")) for line in sql_in(path)
+             if not (path == CONSOLE / "compat.py" and line.endswith("import aiosqlite"))]
     assert not found, "SQL outside console/store/ and console/bench/:\n" + "\n".join(found)
 
 
