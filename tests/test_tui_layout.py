@@ -128,7 +128,7 @@ async def test_the_header_and_status_line_keep_what_matters_at_80_columns(tmp_pa
         assert "…" not in header, header  # the trends gave way to the counts
         # the database's path is long here (pytest's tmp dir): its name stays, the rest goes
         assert str(tmp_path) not in status and "db t.db" in status, status
-        assert status.strip().startswith("loop ") and "Groq: not running" in status and "read-only" in status, status
+        assert status.strip().startswith("read-only, ") and "│ loop " in status and "Groq: not running" in status and "read-only" in status, status
         assert "…" not in status, status
         await pilot.press("q")
 
