@@ -506,7 +506,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for p in processes:
             counts[p.state.value] = counts.get(p.state.value, 0) + 1
         if args.json:
-            print(json.dumps({"db": str(settings.db_path), "owner": owner, "counts": counts,
+            print(json.dumps({"db": str(store.path), "owner": owner, "counts": counts,
                               "orchestrator": summary,
                               "processes": [p.summary() for p in processes]}, indent=2))
             return 0

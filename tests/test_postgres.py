@@ -181,3 +181,13 @@ async def test_a_user_who_may_not_create_the_tables_is_told_in_one_line(url):
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await conn.execute("DROP ROLE reader")
+
+
+def test_status_never_prints_a_password_written_in_the_url(url):
+    # the embedded server trusts local connections, so the password is accepted and unused
+    with_password = url.replace("postgresql://postgres", "postgresql://postgres:s3cret-pw", 1)
+    assert "s3cret-pw" in with_password
+    status = sb("status", "--db", with_password, "--json")
+    assert status.returncode == 0, status.stderr
+    assert "s3cret-pw" not in status.stdout + status.stderr
+    assert json.loads(status.stdout)["db"].startswith("postgresql://")
