@@ -63,8 +63,17 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
     orchestrator = make_engine(store, settings, role="runner")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_stop_signal() -> None:
+        if stop.is_set():
+            err.write("switchboard: already stopping: running work is being persisted\n")
+            err.flush()
+        stop.set()
+
+    # Handled until the lease is released: a second SIGTERM (a service manager's retry, or one
+    # per thread of a parent that died: PR_SET_PDEATHSIG) must not cut the shutdown short.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop_signal)
     started = time.monotonic()
     intake: Any = None
     lines = JsonLines(out)
@@ -88,12 +97,14 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
         for t in waits:
             t.cancel()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if intake is not None:  # first: its waiting requests answer before the engine stops
-            await intake.aclose()
-        await orchestrator.stop()
-        await store.close()
+        try:
+            if intake is not None:  # first: its waiting requests answer before the engine stops
+                await intake.aclose()
+            await orchestrator.stop()
+            await store.close()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
         lines.flush()  # what the stop published (interruptions) in this turn
     states = [p.state for p in orchestrator.processes.values()]
     counts = {s.value: states.count(s) for s in State if states.count(s)}

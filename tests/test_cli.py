@@ -9,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,27 @@ command = ["sleep", "30"]
         runner.send_signal(signal.SIGINT)
         runner.wait(timeout=10)
     assert all(p["attempt"] == 2 for p in status(tmp_path / "t.db")["processes"])
+
+
+def test_a_second_sigterm_during_shutdown_does_not_cut_it_short(tmp_path):
+    # a parent that dies sends PR_SET_PDEATHSIG once per thread; service managers repeat SIGTERM
+    wf = write(tmp_path, "wf.toml", '''
+[[process]]
+id = "stubborn"
+kind = "shell"
+command = ["sh", "-c", "trap '' TERM; sleep 30"]
+''')
+    runner = start_runner(tmp_path / "t.db", "--workflow", str(wf))
+    wait_until(lambda: (tmp_path / "t.db").exists() and states(tmp_path / "t.db").get("stubborn") == "running")
+    runner.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # shutting down: the shell ignores SIGTERM, so its grace is waited out
+    runner.send_signal(signal.SIGTERM)
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=30) == 0
+    assert "already stopping" in runner.stderr.read()
+    after = status(tmp_path / "t.db")
+    assert after["owner"] is None
+    assert after["processes"][0]["interruption"]["type"] == "shutdown"
 
 
 def test_second_dispatcher_is_refused_naming_the_owner(tmp_path):

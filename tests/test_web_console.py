@@ -323,7 +323,7 @@ async def test_serve_killed_outright_takes_its_runner_with_it(tmp_path):
         runner_pid = (await wait_status(db, lambda s: s["owner"] is not None))["owner"]["pid"]
         server.kill()
         server.wait()
-        await wait_status(db, lambda s: s["owner"] is None, timeout=120)  # it stopped gracefully: let go of the database
+        await wait_status(db, lambda s: s["owner"] is None)  # it stopped gracefully: let go of the database
         with pytest.raises(ProcessLookupError):
             for _ in range(100):  # gone once its parent (this test) is not the one to reap it
                 os.kill(runner_pid, 0)
