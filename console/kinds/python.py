@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from console.engine.context import RunContext
 from console.kinds import SpecError
+from console.kinds.context import RunContext
 from console.model import PermanentFailure
 
 _ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
