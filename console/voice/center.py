@@ -84,6 +84,9 @@ def check_transfer_input(call_id: Any, from_agent: Any, to_agent: Any) -> None:
 
 
 class CallCenter:
+    """Installed on the engine (`install`); the voice and transfer kinds use it as their
+    CallDesk (console/kinds/calls.py)."""
+
     def __init__(self, orchestrator: Orchestrator):
         self.engine = orchestrator
         self.records: CallRecords = orchestrator.store  # writes go through the engine's commits

@@ -289,4 +289,3 @@ async def _import_groq() -> None:
             await asyncio.to_thread(importlib.import_module, "groq")
             _groq_imported = True
             heap.resettle()
-
