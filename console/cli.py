@@ -191,7 +191,7 @@ def _settings(args: argparse.Namespace, **overrides: Any):
     if args.db:
         overrides["db"] = args.db  # a path, or a postgresql:// URL kept as written (settings tell them apart)
     if getattr(args, "listen", None):
-        from console.intake.listen import parse_listen
+        from console.listen import parse_listen
 
         try:
             parse_listen(args.listen)

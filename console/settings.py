@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar
 
 from console.bundled import default_config
 from console import compat
+from console.listen import parse_listen
 from console.model import UserError
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
@@ -118,8 +119,6 @@ def _upper(v: Any) -> Any:
 
 def _listen(v: str | None) -> str | None:
     if v is not None:
-        from console.intake.listen import parse_listen
-
         parse_listen(v)  # raises ValueError naming the mistake
     return v
 

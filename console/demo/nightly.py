@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from console.engine.context import RunContext
+from console.kinds.context import RunContext
 from console.model import Interrupted
 
 INTENTS = ("billing", "cancel", "technical", "sales")

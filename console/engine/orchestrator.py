@@ -24,12 +24,12 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable
 
 from console import kinds
 from console.engine.bus import EventBus
-from console.engine.context import _UNSET, RunContext
 from console.engine.graph import DependencyGraph
 from console.engine.pacing import Herd, TurnShare
 from console.engine.pools import ResourcePools
 from console.engine.ready import ReadyQueue
 from console.engine.workflow import Workflow, check_workflow
+from console.kinds.context import _UNSET, RunContext
 from console.model import (
     AUTO_RETRY,
     DEAD_ENDS,

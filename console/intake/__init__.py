@@ -17,7 +17,8 @@ import socket
 from typing import TYPE_CHECKING
 
 from console import heap
-from console.intake.listen import Listen, open_listener, parse_listen
+from console.intake.listen import open_listener
+from console.listen import Listen, parse_listen
 from console.model import UserError
 
 if TYPE_CHECKING:

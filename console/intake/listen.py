@@ -1,4 +1,5 @@
-"""Where the intake listens: parsing HOST:PORT, the token rule, and binding the socket.
+"""Where the intake listens: the token rule and binding the socket (`console.listen` parses
+HOST:PORT).
 
 Light on purpose (no web framework imported): the CLI checks all of this before anything
 is written, so a mistake is one line and exit status 2."""
@@ -8,34 +9,9 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from dataclasses import dataclass
 
+from console.listen import Listen
 from console.model import UserError
-
-
-@dataclass(frozen=True)
-class Listen:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_listen(value: str) -> Listen:
-    """`HOST:PORT` (`[::1]:8040` for IPv6; port 0 = any free port). Raises ValueError."""
-    if not isinstance(value, str) or ":" not in value:
-        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8040)")
-    host, _, port_text = value.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:8040")
-    if not host or any(c.isspace() for c in host) or len(host) > 253:
-        raise ValueError(f"{value!r}: the host is missing or not a host name")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
-    return Listen(host, int(port_text))
 
 
 def is_loopback(address: str) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from console.engine.context import RunContext
+    from console.kinds.context import RunContext
 
 _MODULES: dict[str, str] = {
     "shell": "console.kinds.shell",

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from console.engine.context import RunContext
 from console.kinds import SpecError
+from console.kinds.context import RunContext
 from console.model import PermanentFailure
 
-_ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_ENTRY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # with fullmatch: `match` and `$` would also take a trailing newline
 
 
 class PythonKind:
@@ -31,7 +31,7 @@ class PythonKind:
             if key not in allowed:
                 raise SpecError(key, f"unknown field for kind python (expected {', '.join(sorted(allowed))})")
         entry = raw.get("entry")
-        if not isinstance(entry, str) or not _ENTRY.match(entry):
+        if not isinstance(entry, str) or not _ENTRY.fullmatch(entry):
             raise SpecError("entry", "must be \"module:function\"")
         args = raw.get("args", {})
         if not isinstance(args, dict):

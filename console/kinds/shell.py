@@ -36,8 +36,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Awaitable, Iterable
 
-from console.engine.context import RunContext
 from console.kinds import SpecError, spawner
+from console.kinds.context import RunContext
 from console.model import Interrupted, InterruptionType
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.engine.context import RunContext
-from console.kinds import SpecError
+from console.kinds import SpecError, summary
+from console.kinds.context import RunContext
 from console.model import Interrupted, PermanentFailure, TransferStatus
 from console.store import WriteBatch
-from console.voice import summary
-from console.voice.center import call_center
 
 
 class TransferKind:
@@ -24,23 +22,23 @@ class TransferKind:
                                 "not from workflow files")
 
     async def run(self, ctx: RunContext) -> None:
-        center = call_center(ctx.engine)
+        calls = ctx.calls
         transfer_id = ctx.spec["transfer"]
-        t = center.transfers.get(transfer_id) or await ctx.store.get_transfer(transfer_id)
+        t = calls.transfers.get(transfer_id) or await calls.records.get_transfer(transfer_id)
         if t is None:
             raise PermanentFailure(f"transfer {transfer_id} is missing from the database")
         if (ctx.checkpoint or {}).get("summary") or t.status is not TransferStatus.INITIATED and t.summary:
             return  # summarised before a crash: nothing to repeat
-        center.transfers.setdefault(t.process_id, t)
+        calls.transfers.setdefault(t.process_id, t)
         t.status, t.updated_at = TransferStatus.SUMMARIZING, time.time()
         await ctx.report(10, extra=WriteBatch(transfers={t.id: t}))
 
-        call = await ctx.store.get_call(t.call_id, turns=500)
+        call = await calls.records.get_call(t.call_id, turns=500)
         turns = call.turns if call else []
         local = summary.extractive(turns, t)
         settings = ctx.settings.transfer
         try:
-            result = await center.gateway().chat(summary.messages_for(turns, t), settings.summary_model,
+            result = await calls.gateway().chat(summary.messages_for(turns, t), settings.summary_model,
                                                  json_mode=True)
             text, source = summary.from_llm(result.content, local)
         except (Interrupted, PermanentFailure) as e:

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.engine.context import RunContext
-from console.engine.pacing import Pacer
 from console.kinds import SpecError
+from console.kinds.context import RunContext
 from console.model import Call, PermanentFailure, Turn, VoiceRequest
+from console.pacer import Pacer
 from console.store import WriteBatch
-from console.voice.center import call_center
 
 ROLES = {"caller": "user", "assistant": "assistant", "agent": "user"}
 
@@ -26,13 +25,13 @@ class VoiceKind:
                                 "not from workflow files")
 
     async def run(self, ctx: RunContext) -> None:
-        center = call_center(ctx.engine)
-        vr = await ctx.store.get_voice_request(ctx.spec["voice_request"])
+        calls = ctx.calls
+        vr = await calls.records.get_voice_request(ctx.spec["voice_request"])
         if vr is None:
             raise PermanentFailure(f"voice request {ctx.spec['voice_request']} is missing from the database")
         cp: dict[str, Any] = dict(ctx.checkpoint or {})
         settings = ctx.settings.voice
-        gateway = center.gateway()
+        gateway = calls.gateway()
 
         if "transcript" not in cp:
             if vr.input_text is not None:
@@ -51,7 +50,7 @@ class VoiceKind:
             await self._save(ctx, vr, 50, cp, Turn(vr.call_id, "caller", transcript, source=vr.process_id))
 
         if "reply" not in cp:
-            call = await ctx.store.get_call(vr.call_id, turns=settings.context_turns + 1)
+            call = await calls.records.get_call(vr.call_id, turns=settings.context_turns + 1)
             messages = [{"role": "system", "content": settings.system_prompt}]
             for turn in call.turns if call else []:
                 if turn.role in ROLES:

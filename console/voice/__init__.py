@@ -1,1 +1,2 @@
-"""Voice requests and warm transfers: the Groq gateway, summaries, and the call-centre API."""
+"""Voice requests and warm transfers: the Groq gateway and the call-centre API (which the
+voice and transfer kinds see as `ctx.calls`, the port in console/kinds/calls.py)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.engine.orchestrator import Orchestrator
 from console.engine.workflow import ID_PATTERN, Workflow
+from console.kinds.calls import SERVICE
 from console.model import (
     TRANSFER_FINAL,
     Call,
@@ -36,7 +37,6 @@ from console.store import CallRecords, WriteBatch
 if TYPE_CHECKING:
     from console.voice.gateway import GroqGateway
 
-SERVICE = "calls"
 _ID = re.compile(ID_PATTERN)  # with fullmatch: `match` and `$` would also take a trailing newline
 MAX_TEXT = 10_000
 _SETTLED_VOICE = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
@@ -84,9 +84,12 @@ def check_transfer_input(call_id: Any, from_agent: Any, to_agent: Any) -> None:
 
 
 class CallCenter:
+    """Installed on the engine (`install`); the voice and transfer kinds use it as their
+    CallDesk (console/kinds/calls.py)."""
+
     def __init__(self, orchestrator: Orchestrator):
         self.engine = orchestrator
-        self.store: CallRecords = orchestrator.store  # writes go through the engine's commits
+        self.records: CallRecords = orchestrator.store  # writes go through the engine's commits
         self.settings = orchestrator.settings
         # transfers not yet final, by process id: the live objects the transfer kind updates
         self.transfers: dict[str, Transfer] = {}
@@ -102,7 +105,7 @@ class CallCenter:
 
     async def start(self) -> None:
         for status in (TransferStatus.INITIATED, TransferStatus.SUMMARIZING, TransferStatus.READY):
-            for t in await self.store.list_transfers(status=status.value, limit=100_000):
+            for t in await self.records.list_transfers(status=status.value, limit=100_000):
                 self.transfers[t.process_id] = t
 
     # -- voice requests ----------------------------------------------------------------------------
@@ -125,14 +128,14 @@ class CallCenter:
 
     async def get_voice_request(self, request_id: str) -> VoiceRequest:
         _check_id(request_id, "voice request")
-        vr = await self.store.get_voice_request(request_id)
+        vr = await self.records.get_voice_request(request_id)
         if vr is None:
             raise NotFound(f"no voice request {request_id!r}")
         return vr
 
     async def get_call(self, call_id: str, turns: int = 50) -> Call:
         _check_id(call_id, "call")
-        call = await self.store.get_call(call_id, turns=turns)
+        call = await self.records.get_call(call_id, turns=turns)
         if call is None:
             raise NotFound(f"no call {call_id!r}")
         return call
@@ -140,7 +143,7 @@ class CallCenter:
     async def list_transfers(self, status: TransferStatus | None = None, limit: int = 50,
                              offset: int = 0) -> list[Transfer]:
         """Newest first."""
-        return await self.store.list_transfers(status=status.value if status else None, limit=limit, offset=offset)
+        return await self.records.list_transfers(status=status.value if status else None, limit=limit, offset=offset)
 
     def describe(self, record: VoiceRequest | Transfer) -> dict[str, Any]:
         """The record's JSON with its process's live state (see `with_process`)."""
@@ -150,7 +153,7 @@ class CallCenter:
 
     async def create_transfer(self, call_id: str, from_agent: str, to_agent: str) -> Transfer:
         check_transfer_input(call_id, from_agent, to_agent)
-        if await self.store.get_call(call_id, turns=0) is None:
+        if await self.records.get_call(call_id, turns=0) is None:
             raise NotFound(f"no call {call_id!r}")
         tr_id = _new_id("tr")
         now = time.time()
@@ -161,7 +164,7 @@ class CallCenter:
         # wait for what the caller said in requests still in flight, so the summary has it
         percent = self.settings.transfer.wait_for_voice_percent
         deps = []
-        for vr in await self.store.voice_requests(call_id=call_id, limit=1000):
+        for vr in await self.records.voice_requests(call_id=call_id, limit=1000):
             p = self.engine.processes.get(vr.process_id)
             if p is not None and p.state not in _SETTLED_VOICE:
                 deps.append(Dependency(tr_id, p.id, DependencyType.DATA, percent))
@@ -180,7 +183,7 @@ class CallCenter:
         live = self.transfers.get(transfer_id)  # transfer ids are their process ids
         if live is not None:
             return live
-        stored = await self.store.get_transfer(transfer_id)
+        stored = await self.records.get_transfer(transfer_id)
         if stored is None:
             raise NotFound(f"no transfer {transfer_id!r}")
         return stored

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from console import heap
-from console.engine.pacing import Pacer
 from console.model import Interrupted, InterruptionType, PermanentFailure
+from console.pacer import Pacer
 from console.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -290,28 +289,3 @@ async def _import_groq() -> None:
             await asyncio.to_thread(importlib.import_module, "groq")
             _groq_imported = True
             heap.resettle()
-
-
-def json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in `text` (models sometimes wrap it in prose or code fences)."""
-    try:
-        value = json.loads(text)
-        return value if isinstance(value, dict) else None
-    except (json.JSONDecodeError, TypeError):
-        pass
-    start = text.find("{") if isinstance(text, str) else -1
-    while start != -1:
-        depth = 0
-        for i in range(start, len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    try:
-                        value = json.loads(text[start:i + 1])
-                        return value if isinstance(value, dict) else None
-                    except json.JSONDecodeError:
-                        break
-        start = text.find("{", start + 1)
-    return None

@@ -1,19 +1,36 @@
-"""What a running handler sees of the engine."""
+"""What a running handler sees of the engine: the contract between the engine and the kinds.
+
+It lives with the kinds so they need not import the engine; the engine builds one per run."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
+from console.kinds.calls import SERVICE as CALLS, CallDesk
 from console.model import Process
 from console.settings import Settings
 from console.store import Store, WriteBatch
 
-if TYPE_CHECKING:
-    from console.engine.orchestrator import Orchestrator
-
 _UNSET: Any = object()
+
+
+class Host(Protocol):
+    """What a RunContext uses of the engine running it (console.engine's Orchestrator)."""
+
+    settings: Settings
+    store: Store
+    services: dict[str, Any]
+
+    def workdir(self, process_id: str) -> Path: ...
+
+    def service(self, name: str, factory: Callable[[], Any]) -> Any: ...
+
+    async def report(self, process: Process, progress: float | None, checkpoint: Any,
+                     extra: WriteBatch | None) -> None: ...
+
+    def log(self, process: Process, text: str) -> None: ...
 
 
 class RunContext:
@@ -23,7 +40,7 @@ class RunContext:
     number (1 on the first). `stopping` is set when the engine shuts down: finish or
     checkpoint quickly, the engine cancels the run after its grace period."""
 
-    def __init__(self, engine: Orchestrator, process: Process, settings_grace_s: float):
+    def __init__(self, engine: Host, process: Process, settings_grace_s: float):
         self._engine = engine
         self._process = process
         self.process_id = process.id
@@ -44,7 +61,7 @@ class RunContext:
         return self._engine.workdir(self.process_id)
 
     @property
-    def engine(self) -> Orchestrator:
+    def engine(self) -> Host:
         return self._engine
 
     @property
@@ -55,6 +72,15 @@ class RunContext:
     def store(self) -> Store:
         """For reading; write through `report(extra=...)` so it commits with the checkpoint."""
         return self._engine.store
+
+    @property
+    def calls(self) -> CallDesk:
+        """The call centre (its records and the Groq gateway), for the voice and transfer
+        kinds: console.app's make_engine installs it on the engine."""
+        desk = self._engine.services.get(CALLS)
+        if desk is None:
+            raise RuntimeError("the call centre is not installed on this engine")
+        return desk
 
     def service(self, name: str, factory: Callable[[], Any]) -> Any:
         """A shared object (one per engine), made by `factory` on first use."""

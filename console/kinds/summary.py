@@ -3,11 +3,11 @@ extractive summary computed locally when the LLM cannot be reached."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from console.model import Transfer, Turn
-from console.voice.gateway import json_object
 
 FIELDS = ("caller", "issue", "steps_taken", "sentiment", "next_action")
 
@@ -104,3 +104,28 @@ def from_llm(content: str, fallback: dict[str, Any]) -> tuple[dict[str, Any], st
     if isinstance(summary["sentiment"], str):
         summary["sentiment"] = summary["sentiment"].lower()
     return summary, "llm" if complete else "llm-unstructured"
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text` (models sometimes wrap it in prose or code fences)."""
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, dict) else None
+    except (json.JSONDecodeError, TypeError):
+        pass
+    start = text.find("{") if isinstance(text, str) else -1
+    while start != -1:
+        depth = 0
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        value = json.loads(text[start:i + 1])
+                        return value if isinstance(value, dict) else None
+                    except json.JSONDecodeError:
+                        break
+        start = text.find("{", start + 1)
+    return None
