@@ -37,7 +37,8 @@ from console.settings import Settings
 from console.tui.deck import BREAKPOINTS, PaneDeck
 from console.tui.screens import ConfirmScreen, DetailsScreen, FieldError, FormScreen, HelpScreen, TransferScreen
 from console.tui.banner import OwnerBanner
-from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
+from console.tui.source import (GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource, close_database,
+                                open_database)
 from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, progress_cell, sparkline
 
 log = logging.getLogger(__name__)
@@ -349,11 +350,8 @@ class SwitchboardApp(App[None]):
     async def _start(self) -> None:
         from console.app import make_engine
         from console.engine.orchestrator import OwnedElsewhere
-        from console.store import open_store
-
         settings = self.settings
-        self.store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
-        await self.store.open()
+        self.store = await open_database(settings)
         owner = None
         if not self.read_only and not self.observe:
             engine = make_engine(self.store, settings, role="console")
@@ -363,8 +361,9 @@ class SwitchboardApp(App[None]):
             except OwnedElsewhere as owned:
                 owner = owned.holder
             else:
-                self._events.extend(await self.store.events(limit=500))
-                await self._own(engine)
+                live = LiveSource(engine)
+                self._events.extend(await live.recent_events(limit=500))
+                await self._own(engine, live)
                 if self.prepare is not None:
                     await self.prepare(engine)
         if self.source is None:
@@ -388,10 +387,10 @@ class SwitchboardApp(App[None]):
 
             heap.settle()
 
-    async def _own(self, engine: Any) -> None:
+    async def _own(self, engine: Any, source: LiveSource | None = None) -> None:
         """This console runs the engine (at start, or taking over): the panes read its memory."""
         self.engine = engine
-        self.source = LiveSource(engine)
+        self.source = source or LiveSource(engine)
         self._build_views()
         await self._start_intake(engine)
         from console.voice.center import call_center
@@ -686,10 +685,10 @@ class SwitchboardApp(App[None]):
 
     @work(exclusive=True, group="calls")
     async def _load_calls(self) -> None:
-        store = self.store
-        calls = await store.list_calls(limit=100)
-        transfers = await store.list_transfers(limit=200)
-        requests = await store.voice_lines(limit=300)
+        source = self.source
+        calls = await source.calls(limit=100)
+        transfers = await source.transfers(limit=200)
+        requests = await source.voice_lines(limit=300)
         by_call_t: dict[str, list[Any]] = {}
         for t in transfers:
             by_call_t.setdefault(t.call_id, []).append(t)
@@ -950,7 +949,7 @@ class SwitchboardApp(App[None]):
             return
         ups = [d.dependency for d in self.source.graph.upstream(p.id)]
         downs = [d.dependent for d in self.source.graph.downstream(p.id)]
-        self.push_screen(DetailsScreen(p, ups, downs, self.store))
+        self.push_screen(DetailsScreen(p, ups, downs, self.source))
 
     def _show_transfer(self, transfer_id: str) -> None:
         keys = {binding_id: shown for shown, _, binding_id, _ in self.key_hints() if binding_id}
@@ -961,7 +960,7 @@ class SwitchboardApp(App[None]):
             elif what == "cancel":
                 self.action_cancel_transfer(transfer_id)
 
-        self.push_screen(TransferScreen(transfer_id, self.store, keys), closed)
+        self.push_screen(TransferScreen(transfer_id, self.source, keys), closed)
 
     def action_new_voice(self) -> None:
         if not self._can_act():
@@ -1124,7 +1123,7 @@ class SwitchboardApp(App[None]):
         if self.engine is not None:
             await self.engine.stop()
         if self.store is not None:
-            await self.store.close()
+            await close_database(self.store)
 
     async def on_unmount(self) -> None:
         await self.shutdown()

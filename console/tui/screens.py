@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from console.model import TRANSFER_FINAL, Process, Transfer, TransferStatus, Turn
+from console.tui.source import Source
 from console.tui.widgets import clean, literal
 
 
@@ -162,12 +163,12 @@ class DetailsScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", show=False)]
 
-    def __init__(self, process: Process, upstream: list[str], downstream: list[str], store: Any):
+    def __init__(self, process: Process, upstream: list[str], downstream: list[str], source: Source):
         super().__init__()
         self.process = process
         self.upstream = upstream
         self.downstream = downstream
-        self.store = store
+        self.source = source
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="details"):
@@ -204,9 +205,9 @@ class DetailsScreen(ModalScreen[None]):
 
     async def on_mount(self) -> None:
         p = self.process
-        checkpoints = await self.store.checkpoints(p.id, limit=10)
-        events = await self.store.events(process_id=p.id, limit=30)
-        logs = await self.store.logs(p.id, limit=30)
+        checkpoints = await self.source.checkpoints(p.id, limit=10)
+        events = await self.source.process_history(p.id, limit=30)
+        logs = await self.source.logs(p.id, limit=30)
         t = Text()
         t.append("\ncheckpoints\n", style="bold")
         for c in checkpoints or []:
@@ -243,10 +244,10 @@ class TransferScreen(ModalScreen[str | None]):
         Binding("escape,enter,q", "dismiss(None)", "Close", show=False),
     ]
 
-    def __init__(self, transfer_id: str, store: Any, keys: dict[str, str] | None = None):
+    def __init__(self, transfer_id: str, source: Source, keys: dict[str, str] | None = None):
         super().__init__()
         self.transfer_id = transfer_id
-        self.store = store
+        self.source = source
         self.keys = keys or {}  # binding id -> the keys as shown, after the keymap
         self.transfer: Transfer | None = None
 
@@ -256,11 +257,11 @@ class TransferScreen(ModalScreen[str | None]):
             yield Static("", id="transfer-keys")
 
     async def on_mount(self) -> None:
-        t = self.transfer = await self.store.get_transfer(self.transfer_id)
+        t = self.transfer = await self.source.transfer(self.transfer_id)
         if t is None:
             self.query_one("#transfer-summary", Static).update(literal(f"no transfer {self.transfer_id}"))
             return
-        call = await self.store.get_call(t.call_id, turns=10)
+        call = await self.source.call(t.call_id, turns=10)
         self.query_one("#transfer-summary", Static).update(transfer_text(t, call.turns if call else []))
         self.query_one("#transfer-keys", Static).update(self._keys())
 
