@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from rich.cells import cell_len
-from rich.style import Style
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -28,13 +27,15 @@ from textual.markup import escape as markup_escape
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
-from console.model import TRANSFER_FINAL, Event, Process, State, UserError
+from console.model import TRANSFER_FINAL, Event, Process, UserError
 from console.settings import Settings
-from console.tui.screens import ConfirmScreen, DetailsScreen, FieldError, FormScreen, HelpScreen, TransferScreen
+from console.tui.screens import DetailsScreen, HelpScreen, TransferScreen
+from console.tui.operator import Operator
+from console.tui.rows import ACTIVE_BAR_WIDTH, PaneRows, process_text
 from console.tui.source import (GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource, close_database,
                                 open_database)
-from console.tui.widgets import (BREAKPOINTS, Column, HeaderBar, KeyBar, OwnerBanner, PaneDeck, Row, RowList, StatusBar,
-                                 cell_parts, clean, progress_cell, sparkline)
+from console.tui.widgets import (BREAKPOINTS, Column, HeaderBar, KeyBar, OwnerBanner, PaneDeck, RowList, StatusBar,
+                                 cell_parts, clean, sparkline)
 
 log = logging.getLogger(__name__)
 
@@ -49,37 +50,15 @@ TOUCHED_PER_PASS = 200
 EVENTS_KEPT = 10_000
 SPARK_POINTS = 10  # the header's trends: 10 minutes of completions, 100 s of loop lateness
 STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
-KIND_LABELS = {"python": "py", "shell": "sh", "voice": "voice", "transfer": "xfer"}  # the queue's KIND column
-PRIORITY_LABELS = {"critical": "crit", "high": "high", "medium": "med", "low": "low"}  # the queue's PRI column
 PANE_ORDER = ("queue", "active", "graph", "calls", "events")  # as tab moves the focus
 PANE_TITLES = {"queue": ("Queue", "Queue"), "active": ("Active resumes", "Active"),  # (title, name in tabs)
                "graph": ("Dependencies", "Dependencies"), "calls": ("Calls & transfers", "Calls"),
                "events": ("Events", "Events")}
-ACTIVE_BAR_WIDTH = 14
-STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its base colours
-    "running": "primary", "queued": "foreground", "waiting": "secondary", "completed": "success",
-    "failed": "error", "interrupted": "warning", "cancelled": "foreground", "blocked": "error",
-    "pending": "foreground",
-}
 
 
 TRANSFER_DONE = frozenset(s.value for s in TRANSFER_FINAL)
 EMPTY_TEXTS = {"queue": "the queue is empty", "active": "nothing running", "graph": "select a process",
                "calls": "no calls yet", "events": "no events yet"}
-
-
-def _process_text(p: Process) -> str:
-    """What a filter matches in a process's row."""
-    return f"{p.id} {p.kind} {p.state.value} {p.reason or ''}"
-
-
-def _age(ts: float | None, now: float) -> str:
-    if not ts:
-        return "—"
-    s = max(0, int(now - ts))
-    if s >= 86400:
-        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class SwitchboardApp(App[None]):
@@ -125,7 +104,9 @@ class SwitchboardApp(App[None]):
         self.clock = clock  # fixed in snapshot tests
         self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
         self.settle_heap = settle_heap  # see console.heap; the command line asks for it
-        self.source: Source | None = None
+        self.rows = PaneRows(clock, lambda: {**self.get_theme_variable_defaults(), **self.current_theme.variables})
+        self.operator = Operator(self, read_only, calls_changed=self._calls_changed)
+        self.source = None
         self.engine: Any = None
         self.intake: Any = None  # the HTTP intake, when this console runs the engine and --listen
         self.store: Any = None
@@ -160,6 +141,16 @@ class SwitchboardApp(App[None]):
         register_themes(self, themes)
         self.theme = resolve_theme_name(theme or settings.tui.theme, self.available_themes)
 
+    @property
+    def source(self) -> Source | None:
+        """Where the panes read from: None until the console has started."""
+        return self._source
+
+    @source.setter
+    def source(self, source: Source | None) -> None:
+        self._source = source
+        self.rows.source = self.operator.source = source
+
     # -- layout ------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -171,19 +162,19 @@ class SwitchboardApp(App[None]):
         # dropped first (`drop`) when the pane is narrow.
         yield RowList([Column("PRI", 4), Column("PROCESS", 0, fit=_process_id), Column("KIND", 5, drop=1),
                        Column("STATE", 11), Column("WHY IT WAITS", 0), Column("TRY", 4, drop=2), Column("AGE", 6)],
-                      self._queue_row, key=lambda p: p.id, empty=EMPTY_TEXTS["queue"], id="queue", classes="pane")
+                      self.rows.queue, key=lambda p: p.id, empty=EMPTY_TEXTS["queue"], id="queue", classes="pane")
         yield PaneDeck(
             RowList([Column("PROCESS", 0, fit=_process_id), Column("PROGRESS", ACTIVE_BAR_WIDTH),
                      Column("STAGE", 12, drop=2), Column("ELAPSED", 7), Column("HOLDS", 6, drop=1)],
-                    self._active_row, key=lambda p: p.id, empty=EMPTY_TEXTS["active"], id="active", classes="pane"),
+                    self.rows.active, key=lambda p: p.id, empty=EMPTY_TEXTS["active"], id="active", classes="pane"),
             RowList([Column("PROCESS", 0, fit=lambda r: r[0] + r[1]), Column("EDGE", 17), Column("STATE", 11)],
-                    self._graph_row, key=lambda r: (r[0], r[1]), empty=EMPTY_TEXTS["graph"], id="graph",
+                    self.rows.graph, key=lambda r: (r[0], r[1]), empty=EMPTY_TEXTS["graph"], id="graph",
                     classes="pane"),
             RowList([Column("CALL · WORK", 0, fit=lambda r: r[0]), Column("STATUS", 11), Column("LATEST", 0)],
-                    self._call_row, key=lambda r: r[1], empty=EMPTY_TEXTS["calls"], id="calls", classes="pane"),
+                    self.rows.call, key=lambda r: r[1], empty=EMPTY_TEXTS["calls"], id="calls", classes="pane"),
             RowList([Column("TIME", 8, drop=1), Column("PROCESS", 0, fit=lambda e: e.process_id or ""),
                      Column("EVENT", 11), Column("MESSAGE", 0)],
-                    self._event_row, key=lambda e: e.seq, empty=EMPTY_TEXTS["events"], follow_end=True,
+                    self.rows.event, key=lambda e: e.seq, empty=EMPTY_TEXTS["events"], follow_end=True,
                     id="events", classes="pane"),
             id="lower")
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
@@ -268,7 +259,7 @@ class SwitchboardApp(App[None]):
 
     async def _own(self, engine: Any, source: LiveSource | None = None) -> None:
         """This console runs the engine (at start, or taking over): the panes read its memory."""
-        self.engine = engine
+        self.engine = self.operator.engine = engine
         self.source = source or LiveSource(engine)
         self._build_views()
         await self._start_intake(engine)
@@ -383,6 +374,10 @@ class SwitchboardApp(App[None]):
             self._dirty.add("calls")
         self._schedule_refresh()
 
+    def _calls_changed(self) -> None:
+        self._dirty.add("calls")
+        self._schedule_refresh()
+
     def _schedule_refresh(self) -> None:
         if self._refresh_timer is None and not self._stopped:
             self._refresh_timer = self.set_timer(REFRESH_S, self._refresh)
@@ -409,9 +404,9 @@ class SwitchboardApp(App[None]):
         for name in lists[:LISTS_PER_PASS]:
             self._painted[name] = now
             if name == "queue":
-                self._set("queue", self._queue_view.snapshot(), _process_text)
+                self._set("queue", self._queue_view.snapshot(), process_text)
             elif name == "active":
-                self._set("active", self.source.running(), _process_text)
+                self._set("active", self.source.running(), process_text)
             elif name == "graph":
                 self._refresh_graph()
             else:
@@ -481,126 +476,26 @@ class SwitchboardApp(App[None]):
         return state_variable_defaults(self.current_theme)
 
     def watch_theme(self) -> None:
-        self._state_styles = {}
+        self.rows.theme_changed()
         if self.is_running:
             self._dirty.update({"queue", "active", "graph", "events", "header", "calls"})
             self._schedule_refresh()
 
-    def _state_style(self, state: str) -> Style:
-        """A state's colour from the theme's `state-*` variable (or its fallback)."""
-        styles = getattr(self, "_state_styles", None) or {}
-        if not styles:
-            from textual.color import Color
-
-            theme = self.current_theme
-            values = {**self.get_theme_variable_defaults(), **theme.variables}
-            for name in STATE_COLOUR_KEYS:
-                try:
-                    colour = Color.parse(values.get(f"state-{name}", "")).rich_color
-                except Exception:  # noqa: BLE001 - an odd value falls back to the text colour
-                    colour = None
-                styles[name] = Style(color=colour, bold=name in ("failed", "running"),
-                                     dim=name in ("cancelled", "pending"))
-            self._state_styles = styles
-        return styles[state]
-
-    def _queue_row(self, p: Process) -> Row:
-        now = self.clock()
-        req = self.source.requests.get(p.id) if self.source else None
-        why = p.reason or ""
-        if not why and p.interruption and p.state.value == "interrupted":
-            why = f"{p.interruption.type.value}: {p.interruption.message}"
-        if not why and p.state is State.QUEUED:
-            why = "next free slot"
-        if req is not None and req.force_immediate:
-            why = "forced · " + why
-        age = _age(req.requested_at if req else p.updated_at, now)
-        return (PRIORITY_LABELS.get(p.priority.value, p.priority.value), p.id, KIND_LABELS.get(p.kind, p.kind),
-                (p.state.value, self._state_style(p.state.value)), why, p.tries, age)
-
-    def _active_row(self, p: Process) -> Row:
-        stage = ""
-        if p.kind in ("voice", "transfer"):
-            stage = {50: "replying", 10: "summarizing"}.get(int(p.progress), "transcribing" if p.kind == "voice" else "")
-        resources = ",".join(f"{k.split('_')[0]}:{v}" for k, v in p.resources.items()) or "—"
-        return ((p.id, self._state_style("running")), progress_cell(p.progress, ACTIVE_BAR_WIDTH), stage,
-                _age(p.started_at, self.clock()), resources)
-
-    def _graph_row(self, row: tuple[str, str, str]) -> Row:
-        indent, pid, edge = row
-        state = self._state_of(pid)
-        return (indent + pid, edge, (state, self._state_style(state) if state != "?" else ""))
-
-    def _call_row(self, row: tuple[str, str, str, str]) -> Row:
-        label, _key, status, latest = row
-        style = {"ready": "bold", "failed": self._state_style("failed"), "completed": "dim",
-                 "cancelled": "dim"}.get(status, "")
-        return (label, (status, style), latest)
-
-    def _event_row(self, e: Event) -> Row:
-        style = self._state_style(e.type) if e.type in STATE_COLOUR_KEYS else ("dim" if e.type == "log" else "")
-        stamp = time.strftime("%H:%M:%S", time.localtime(e.ts))
-        message = e.message
-        if e.type == "progress" and e.data:
-            message = f"{e.data.get('progress', 0):.0f}%" + (" + checkpoint" if e.data.get("checkpoint") else "")
-        return (stamp, e.process_id or "", (e.type, style), message)
-
     # -- panes fed from the store and the graph ------------------------------------------------------
 
     def _refresh_graph(self) -> None:
-        src = self.source
-        rows: Sequence[tuple[str, str, str]] = []
-        if self.whole_graph:
-            rows = list(self._graph_layout.sync(src.processes, src.graph))
-        elif self.selected_id and self.selected_id in src.processes:
-            pid = self.selected_id
-            rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
-                    + [("↓ ", d.dependent, _edge_label(d)) for d in src.graph.downstream(pid)])
-        self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self._state_of(r[1])}")
-
-    def _state_of(self, pid: str) -> str:
-        p = self.source.processes.get(pid) if self.source else None
-        return p.state.value if p is not None else "?"
+        rows = self.rows.graph_rows(self.whole_graph, self.selected_id, self._graph_layout)
+        self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self.rows.state_of(r[1])}")
 
     @work(exclusive=True, group="calls")
     async def _load_calls(self) -> None:
-        source = self.source
-        calls = await source.calls(limit=100)
-        transfers = await source.transfers(limit=200)
-        requests = await source.voice_lines(limit=300)
-        by_call_t: dict[str, list[Any]] = {}
-        for t in transfers:
-            by_call_t.setdefault(t.call_id, []).append(t)
-        by_call_v: dict[str, list[Any]] = {}
-        for v in requests:
-            by_call_v.setdefault(v.call_id, []).append(v)
-        rows: list[tuple[str, str, str, str]] = []
-        for c in calls:
-            last = f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else ""
-            turns = f"{c.turn_count} turn" + ("s" if c.turn_count != 1 else "")
-            rows.append((f"call {c.id}", f"call:{c.id}", turns, last))
-            for v in by_call_v.get(c.id, [])[:5]:
-                p = self.source.processes.get(v.process_id) if self.source else None
-                status = p.state.value if p else v.stage
-                said = v.transcript or v.input_text or ""
-                detail = f"→ {v.reply}" if v.reply else f"“{said}”"
-                if p is not None and p.state is State.INTERRUPTED and p.interruption:
-                    status = "no key" if p.interruption.type.value == "no_provider" else "interrupted"
-                elif p is not None and p.state is State.RUNNING:
-                    status = v.stage
-                rows.append((f"  ↳ {v.id}", f"vr:{v.id}", status, detail))
-            for t in by_call_t.get(c.id, []):
-                summary = (t.summary or {}).get("issue", "") if t.summary else (t.reason or "")
-                source = " (local summary)" if t.summary_source == "extractive" else ""
-                rows.append((f"  ⇄ {t.id}", f"tr:{t.id}", t.status.value,
-                             f"{t.from_agent}→{t.to_agent}: {summary}{source}"))
-        self._set("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}")
+        self._set("calls", await self.rows.call_rows(), lambda r: f"{r[0]} {r[2]} {r[3]}")
         if self._transfer_status() is not None:
             self.refresh_bindings()  # the chosen transfer's keys follow its status
 
     def _refresh_header(self) -> None:
         counts = {state.value: n for state, n in self._counts.counts.items()}
-        self.query_one(HeaderBar).set_counts([(counts.get(state, 0), state, self._state_style(state))
+        self.query_one(HeaderBar).set_counts([(counts.get(state, 0), state, self.rows.state_style(state))
                                               for state in STATE_ORDER
                                               if counts.get(state) or state in ("running", "queued")])
 
@@ -747,71 +642,30 @@ class SwitchboardApp(App[None]):
 
     def action_complete_transfer(self, transfer_id: str | None = None) -> None:
         transfer_id = transfer_id or self._chosen_transfer()
-        if transfer_id is None or not self._can_act():
-            return
-        self.run_worker(self._finish_transfer("transfer.complete", transfer_id, "completed"), group="transfer")
+        if transfer_id is not None and self.operator.can_act():
+            self.operator.complete_transfer(transfer_id)
 
     def action_cancel_transfer(self, transfer_id: str | None = None) -> None:
         transfer_id = transfer_id or self._chosen_transfer()
-        if transfer_id is None or not self._can_act():
-            return
-
-        async def answered(yes: bool | None) -> None:
-            if yes:
-                await self._finish_transfer("transfer.cancel", transfer_id, "cancelled")
-
-        self.push_screen(ConfirmScreen(f"Cancel transfer {transfer_id}?", "Cancel the transfer"), answered)
-
-    async def _finish_transfer(self, kind: str, transfer_id: str, done: str) -> None:
-        if await self._act(kind, {"id": transfer_id}) is not None:
-            self.notify(f"transfer {clean(transfer_id)} {done}", markup=False)
-            self._dirty.add("calls")
-            self._schedule_refresh()
-
-    def _can_act(self) -> bool:
-        if self.read_only:
-            self.notify("This console is read-only (--read-only).", severity="warning")
-            return False
-        if self.source is None:
-            self.notify("Still starting…", severity="warning")
-            return False
-        return True
-
-    async def _act(self, kind: str, payload: dict[str, Any]) -> str | None:
-        try:
-            message = await self.source.act(kind, payload)
-        except UserError as e:
-            self.notify(clean(str(e)), severity="error", markup=False)
-            return None
-        return message
+        if transfer_id is not None and self.operator.can_act():
+            self.operator.cancel_transfer(transfer_id)
 
     async def action_resume(self, force: bool = False) -> None:
-        if not self._can_act():
+        if not self.operator.can_act():
             return
         p = self._focused_process()
-        if p is None:
-            return
-        message = await self._act("resume", {"id": p.id, "force": force})
-        if message:
-            self.notify(clean(message), markup=False)
+        if p is not None:
+            await self.operator.resume(p, force)
 
     async def action_force_resume(self) -> None:
         await self.action_resume(force=True)
 
     def action_cancel(self) -> None:
-        if not self._can_act():
+        if not self.operator.can_act():
             return
         p = self._focused_process()
-        if p is None:
-            return
-
-        async def answered(yes: bool | None) -> None:
-            if yes:
-                message = await self._act("cancel", {"id": p.id})
-                if message:
-                    self.notify(clean(message), markup=False)
-
-        self.push_screen(ConfirmScreen(f"Cancel {p.id} ({p.state.value})?", f"Cancel {p.id}"), answered)
+        if p is not None:
+            self.operator.cancel(p)
 
     def action_details(self) -> None:
         focused = self.focused
@@ -842,45 +696,12 @@ class SwitchboardApp(App[None]):
         self.push_screen(TransferScreen(transfer_id, self.source, keys), closed)
 
     def action_new_voice(self) -> None:
-        if not self._can_act():
-            return
-        call = self.selected_call or f"call-{time.strftime('%H%M%S')}"
-
-        async def submit(values: dict[str, str]) -> FieldError | None:
-            try:
-                message = await self.source.act("voice", {"call_id": values["call"].strip(), "text": values["text"]})
-            except UserError as e:  # the engine's check: the form stays open, as typed
-                return _field_at_fault(str(e), {"call": "call", "the text": "text"}), clean(str(e))
-            vr = json.loads(message)
-            self.selected_call = vr["call_id"]
-            self.notify(f"voice request {vr['id']} queued for call {clean(vr['call_id'])}", markup=False)
-            return None
-
-        self.push_screen(FormScreen("New voice request", [("call", "Call", call),
-                                                          ("text", "What the caller said", "")], ok="Send",
-                                    submit=submit))
+        if self.operator.can_act():
+            self.operator.new_voice(self.selected_call, sent=lambda call: setattr(self, "selected_call", call))
 
     def action_transfer(self) -> None:
-        if not self._can_act():
-            return
-        if not self.selected_call:
-            self.notify("Select a call in the Calls & transfers pane first.", severity="warning")
-            return
-        call = self.selected_call
-
-        async def submit(values: dict[str, str]) -> FieldError | None:
-            try:
-                message = await self.source.act("transfer", {"call_id": call, "from_agent": values["from"],
-                                                              "to_agent": values["to"]})
-            except UserError as e:
-                fields = {"the from agent": "from", "the to agent": "to", "a transfer needs two": "to"}
-                return _field_at_fault(str(e), fields), clean(str(e))
-            self.notify(f"transfer {json.loads(message)['id']} started for call {clean(call)}", markup=False)
-            return None
-
-        self.push_screen(FormScreen(f"Warm transfer of call {clean(call)}",
-                                    [("from", "From agent", ""), ("to", "To agent", "")], ok="Transfer",
-                                    submit=submit))
+        if self.operator.can_act():
+            self.operator.transfer(self.selected_call)
 
     def action_filter(self) -> None:
         focused = self.focused
@@ -1011,90 +832,16 @@ class SwitchboardApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Resume all interrupted", "Queue every interrupted process again", self._resume_all)
-        yield SystemCommand("Cancel all queued", "Cancel every queued or waiting process", self._cancel_all)
-        yield SystemCommand("Load workflow…", "Register a workflow file's processes", self._ask_workflow)
+        operator = self.operator
+        yield SystemCommand("Resume all interrupted", "Queue every interrupted process again", operator.resume_all)
+        yield SystemCommand("Cancel all queued", "Cancel every queued or waiting process", operator.cancel_all)
+        yield SystemCommand("Load workflow…", "Register a workflow file's processes", operator.ask_workflow)
         yield SystemCommand("Export the focused list", "Write it as CSV and JSON to the data dir", self.action_export)
         yield SystemCommand("Show or hide completed processes", "In the queue pane", self.action_toggle_all)
-        yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", self._ask_key)
-
-    def _resume_all(self) -> None:
-        if not self._can_act():
-            return
-        ids = [p.id for p in self.source.processes.values() if p.state is State.INTERRUPTED]
-        self._confirm_bulk(ids, "resume", "Resume all {n} interrupted {processes}?", "Resume {n}",
-                           "resumed {done} interrupted {processes}")
-
-    def _cancel_all(self) -> None:
-        if not self._can_act():
-            return
-        ids = [p.id for p in self.source.queue()]
-        self._confirm_bulk(ids, "cancel", "Cancel all {n} queued or waiting {processes}?", "Cancel {n}",
-                           "cancelled {done} queued {processes}")
-
-    def _confirm_bulk(self, ids: list[str], kind: str, question: str, yes: str, done: str) -> None:
-        """Asks before acting on many processes, naming how many; acts on exactly those."""
-        if not ids:
-            self.notify(f"nothing to {kind}")
-            return
-
-        def plural(n: int) -> str:
-            return "process" if n == 1 else "processes"
-
-        async def answered(confirmed: bool | None) -> None:
-            if not confirmed:
-                return
-            acted = 0
-            for pid in ids:
-                if await self._act(kind, {"id": pid}) is not None:
-                    acted += 1
-            self.notify(done.format(done=acted, processes=plural(acted)))
-
-        n = len(ids)
-        self.push_screen(ConfirmScreen(question.format(n=n, processes=plural(n)), yes.format(n=n)), answered)
-
-    def _ask_workflow(self) -> None:
-        if not self._can_act():
-            return
-
-        async def submitted(values: dict[str, str] | None) -> None:
-            if not values:
-                return
-            from console.engine.workflow import parse_workflow
-
-            try:
-                workflow = await asyncio.to_thread(parse_workflow, values["path"].strip())
-            except UserError as e:
-                self.notify(clean(str(e)), severity="error", markup=False)
-                return
-            message = await self._act("load", workflow.to_json())
-            if message:
-                self.notify(clean(message), markup=False)
-
-        self.push_screen(FormScreen("Load a workflow file", [("path", "Path", "")], ok="Load"), submitted)
-
-    def _ask_key(self) -> None:
-        if self.engine is None:
-            self.notify("Only the console that runs the engine holds the key.", severity="warning")
-            return
-
-        async def submitted(values: dict[str, str] | None) -> None:
-            if values and values["key"].strip():
-                from console.voice.center import call_center
-
-                await call_center(self.engine).gateway().set_api_key(values["key"].strip())
-                self.notify("API key set for this session; resume the work that waited for it")
-
-        self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
-
+        yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", operator.ask_key)
 
 def _process_id(p: Process) -> str:
     return p.id
-
-
-def _field_at_fault(message: str, starts: dict[str, str]) -> str | None:
-    """The form field an engine's error is about, by how the message begins (None: the form)."""
-    return next((field for start, field in starts.items() if message.startswith(start)), None)
 
 
 def _row_label(list_id: str | None, key: Any) -> str:
@@ -1106,10 +853,6 @@ def _row_label(list_id: str | None, key: Any) -> str:
     if list_id == "events":
         return f"event #{key}"
     return clean(key)
-
-
-def _edge_label(d: Any) -> str:
-    return d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
 
 
 def _fit(parts: list[str], width: int, separator: str = "  │  ") -> str:
