@@ -27,13 +27,13 @@ from textual.markup import escape as markup_escape
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
-from console.model import TRANSFER_FINAL, Event, Process, UserError
+from console.model import TRANSFER_FINAL, Event, Process
 from console.settings import Settings
-from console.tui.screens import DetailsScreen, HelpScreen, TransferScreen
+from console.tui.host import EngineHost
 from console.tui.operator import Operator
 from console.tui.rows import ACTIVE_BAR_WIDTH, PaneRows, process_text
-from console.tui.source import (GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource, close_database,
-                                open_database)
+from console.tui.screens import DetailsScreen, HelpScreen, TransferScreen
+from console.tui.source import GraphLayout, OrderedView, Source, StateCounts, StoreSource
 from console.tui.widgets import (BREAKPOINTS, Column, HeaderBar, KeyBar, OwnerBanner, PaneDeck, RowList, StatusBar,
                                  cell_parts, clean, sparkline)
 
@@ -57,6 +57,7 @@ PANE_TITLES = {"queue": ("Queue", "Queue"), "active": ("Active resumes", "Active
 
 
 TRANSFER_DONE = frozenset(s.value for s in TRANSFER_FINAL)
+ALL_PANES = frozenset({"queue", "active", "graph", "calls", "events", "header"})
 EMPTY_TEXTS = {"queue": "the queue is empty", "active": "nothing running", "graph": "select a process",
                "calls": "no calls yet", "events": "no events yet"}
 
@@ -98,19 +99,16 @@ class SwitchboardApp(App[None]):
         super().__init__()
         self.settings = settings
         self.read_only = read_only
-        self.observe = observe  # never run the engine unless taken over (`serve`'s tabs)
         self._banner: OwnerBanner | None = None  # mounted the first time no engine runs
         self.log_path = log_path
         self.clock = clock  # fixed in snapshot tests
-        self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
         self.settle_heap = settle_heap  # see console.heap; the command line asks for it
         self.rows = PaneRows(clock, lambda: {**self.get_theme_variable_defaults(), **self.current_theme.variables})
         self.operator = Operator(self, read_only, calls_changed=self._calls_changed)
         self.source = None
-        self.engine: Any = None
-        self.intake: Any = None  # the HTTP intake, when this console runs the engine and --listen
-        self.store: Any = None
-        self.provider = "unknown"
+        # `observe`: never run the engine unless taken over (`serve`'s tabs); `prepare`: an async
+        # fn(engine) run once the engine has started (the demo)
+        self.host = EngineHost(settings, self, read_only=read_only, observe=observe, prepare=prepare)
         self.selected_id: str | None = None
         self.selected_call: str | None = None
         self.show_all = False
@@ -150,6 +148,24 @@ class SwitchboardApp(App[None]):
     def source(self, source: Source | None) -> None:
         self._source = source
         self.rows.source = self.operator.source = source
+
+    @property
+    def engine(self) -> Any:
+        """The engine, when this console runs it."""
+        return self.host.engine
+
+    @property
+    def store(self) -> Any:
+        """The console's database (the engine's, when it runs here), opened at start."""
+        return self.host.store
+
+    @property
+    def intake(self) -> Any:
+        return self.host.intake
+
+    @property
+    def provider(self) -> str:
+        return self.host.provider
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -218,64 +234,22 @@ class SwitchboardApp(App[None]):
 
     @work(exclusive=True, group="start")
     async def _start(self) -> None:
-        from console.app import make_engine
-        from console.engine.orchestrator import OwnedElsewhere
-        settings = self.settings
-        self.store = await open_database(settings)
-        owner = None
-        if not self.read_only and not self.observe:
-            engine = make_engine(self.store, settings, role="console")
-            engine.bus.subscribe(self._on_engine_event)
-            try:
-                await engine.start()
-            except OwnedElsewhere as owned:
-                owner = owned.holder
-            else:
-                live = LiveSource(engine)
-                self._events.extend(await live.recent_events(limit=500))
-                await self._own(engine, live)
-                if self.prepare is not None:
-                    await self.prepare(engine)
-        if self.source is None:
-            source = StoreSource(self.store, settings, owner, self.read_only)
-            await source.refresh()
-            owner = source.owner
-            self._events.extend(await source.new_events(first=True))
-            self.source = source
-            self._build_views()
+        await self.host.start()
+        if self.host.observing is not None:
             self.set_interval(0.5, self._poll_store)
-            self.provider = "handled by the owner" if owner else "not running"
-            if settings.intake.listen and not self.read_only and not self.observe:
-                who = f"pid {owner.pid}" if owner else "another process"
-                self.notify(f"The HTTP intake is not served: {who} runs this database's engine, and the intake "
-                            "runs beside it (start that one with --listen).", title="intake", severity="warning",
-                            markup=False)
-        self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
+        self._dirty.update(ALL_PANES)
         self._refresh()
         if self.settle_heap:
             from console import heap
 
             heap.settle()
 
-    async def _own(self, engine: Any, source: LiveSource | None = None) -> None:
-        """This console runs the engine (at start, or taking over): the panes read its memory."""
-        self.engine = self.operator.engine = engine
-        self.source = source or LiveSource(engine)
+    def host_source(self, source: Source, events: list[Event]) -> None:
+        """The host's news: the panes read from `source` from now on (at start, or taking over)."""
+        self._events.extend(events)
+        self.source = source
+        self.operator.engine = self.host.engine
         self._build_views()
-        await self._start_intake(engine)
-        from console.voice.center import call_center
-
-        self.provider = call_center(engine).gateway().state.describe()
-
-    async def _start_intake(self, engine: Any) -> None:
-        if not self.settings.intake.listen:
-            return
-        from console.intake import start_intake
-
-        try:
-            self.intake = await start_intake(engine, self.settings)
-        except UserError as e:  # e.g. the port was taken since the command line was checked
-            self.notify(clean(str(e)), title="intake", severity="error", markup=False)
 
     def _build_views(self) -> None:
         """The queue's order and the state counts, from scratch (at start, when the observed
@@ -286,13 +260,10 @@ class SwitchboardApp(App[None]):
         self._touched.clear()
 
     async def _poll_store(self) -> None:
-        source = self.source
-        if not isinstance(source, StoreSource) or self._stopped:
+        source = self.host.observing
+        if source is None or self._stopped:
             return
-        changed = await source.refresh()  # first: the progress it finds is in this feed
-        events = await source.new_events()
-        if not changed:  # a killed owner changes nothing: asked each time
-            await source.check_owner()
+        changed, events = await self.host.poll()
         self._show_owner(source)
         if events:
             self._events.extend(events)
@@ -323,42 +294,17 @@ class SwitchboardApp(App[None]):
 
     async def action_take_over(self) -> None:
         """Run the engine in this console, when the owner it observed has gone."""
-        source = self.source
-        if self._stopped or source is None:
+        if self._stopped or self.source is None:
             return
-        if not isinstance(source, StoreSource):
-            self.notify("This console runs the engine already.", markup=False)
-            return
-        if self.read_only:
-            self.notify("This console is read-only (--read-only).", severity="warning")
-            return
-        if await source.check_owner():
-            self.notify(f"{source.owner.role} pid {source.owner.pid} runs the engine.", markup=False)
-            return
-        from console.app import make_engine
-        from console.engine.orchestrator import OwnedElsewhere
-
-        engine = make_engine(self.store, self.settings, role="console")
-        unsubscribe = engine.bus.subscribe(self._on_engine_event)
-        try:
-            await engine.start()
-        except OwnedElsewhere as owned:
-            unsubscribe()
-            self.notify(f"{owned.holder.role} pid {owned.holder.pid} took over first.", severity="warning",
-                        markup=False)
-            return
-        await self._own(engine)
-        self._owner_banner().hide()
-        self.notify("This console runs the engine now; quitting it stops the engine.", markup=False)
-        self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
-        self._refresh()
+        if await self.host.take_over():
+            self._owner_banner().hide()
+            self._dirty.update(ALL_PANES)
+            self._refresh()
 
     # -- engine events → coalesced refresh ----------------------------------------------------------
 
-    def _on_engine_event(self, event: Event) -> None:
-        if event.type == "provider":
-            self.provider = event.message
-            return
+    def host_event(self, event: Event) -> None:
+        """An event of the engine this console runs: the panes it touches are marked for the next refresh."""
         if event.type == "completed":
             self._count_completion()
         if event.process_id:
@@ -369,7 +315,8 @@ class SwitchboardApp(App[None]):
             self._dirty.add("active")
         elif event.type != "log":
             self._dirty.update({"queue", "active", "graph", "header"})
-        p = self.engine.processes.get(event.process_id) if event.process_id and self.engine else None
+        engine = self.host.engine
+        p = engine.processes.get(event.process_id) if event.process_id and engine else None
         if event.type == "transfer" or (p is not None and p.kind in ("voice", "transfer") and event.type != "log"):
             self._dirty.add("calls")
         self._schedule_refresh()
@@ -818,12 +765,7 @@ class SwitchboardApp(App[None]):
                 asyncio.get_running_loop().remove_signal_handler(sig)
         for t in self._tasks:
             t.cancel()
-        if self.intake is not None:  # no new requests while the engine drains
-            await self.intake.aclose()
-        if self.engine is not None:
-            await self.engine.stop()
-        if self.store is not None:
-            await close_database(self.store)
+        await self.host.shutdown()
 
     async def on_unmount(self) -> None:
         await self.shutdown()
