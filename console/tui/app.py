@@ -7,9 +7,6 @@ Updates are coalesced: engine events only mark panes dirty; one refresh at most 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import logging
 import os
 import signal
@@ -19,7 +16,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from rich.cells import cell_len
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -29,13 +25,16 @@ from textual.widgets import Input
 
 from console.model import TRANSFER_FINAL, Event, Process
 from console.settings import Settings
+from console.tui.export import export_list
 from console.tui.host import EngineHost
 from console.tui.operator import Operator
 from console.tui.rows import ACTIVE_BAR_WIDTH, PaneRows, process_text
 from console.tui.screens import DetailsScreen, HelpScreen, TransferScreen
 from console.tui.source import GraphLayout, OrderedView, Source, StateCounts, StoreSource
+from console.tui.status import status_parts
+from console.tui.trends import Trends
 from console.tui.widgets import (BREAKPOINTS, Column, HeaderBar, KeyBar, OwnerBanner, PaneDeck, RowList, StatusBar,
-                                 cell_parts, clean, sparkline)
+                                 clean)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ LISTS_PER_PASS = 2
 # loaded at once took one pass of ~12 ms (under load); in passes of 200, ~2.5 ms each.
 TOUCHED_PER_PASS = 200
 EVENTS_KEPT = 10_000
-SPARK_POINTS = 10  # the header's trends: 10 minutes of completions, 100 s of loop lateness
 STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
 PANE_ORDER = ("queue", "active", "graph", "calls", "events")  # as tab moves the focus
 PANE_TITLES = {"queue": ("Queue", "Queue"), "active": ("Active resumes", "Active"),  # (title, name in tabs)
@@ -125,12 +123,7 @@ class SwitchboardApp(App[None]):
         self._counts: StateCounts | None = None
         self._graph_layout = GraphLayout()  # the whole-graph view's rows
         self._refresh_timer: Any = None
-        self._lag_now = 0.0
-        self._lag_peak = 0.0  # the worst since the last tick
-        self._lag_window: list[float] = []
-        self._lag_history: deque[float] = deque(maxlen=SPARK_POINTS)  # one point per 10 s
-        self._done_minutes: deque[int] = deque([0], maxlen=SPARK_POINTS)  # completions per minute
-        self._minute = int(time.time() // 60)
+        self.trends = Trends()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = False
         from console.tui.themes import load_themes, register_themes, resolve_theme_name
@@ -208,7 +201,7 @@ class SwitchboardApp(App[None]):
         for message in self.theme_errors:
             self.notify(message, title="theme", severity="warning")
         self.query_one("#queue", RowList).focus()
-        self._tasks.append(asyncio.create_task(self._measure_lag()))
+        self._tasks.append(asyncio.create_task(self.trends.measure_lag()))
         self.set_interval(1.0, self._tick)
         if not self.is_headless:
             self._handle_signals()
@@ -306,7 +299,7 @@ class SwitchboardApp(App[None]):
     def host_event(self, event: Event) -> None:
         """An event of the engine this console runs: the panes it touches are marked for the next refresh."""
         if event.type == "completed":
-            self._count_completion()
+            self.trends.count_completion()
         if event.process_id:
             self._touched.add(event.process_id)
         self._events.append(event)
@@ -403,17 +396,6 @@ class SwitchboardApp(App[None]):
             return "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
         return PANE_TITLES[list_id][0]
 
-    def _count_completion(self) -> None:
-        self._roll_minutes()
-        self._done_minutes[-1] += 1
-
-    def _roll_minutes(self) -> None:
-        """A new point for each minute begun since the last one (none when nothing happened)."""
-        minute = int(time.time() // 60)
-        while self._minute < minute:
-            self._minute += 1
-            self._done_minutes.append(0)
-
     # -- rows ------------------------------------------------------------------------------------
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -450,31 +432,10 @@ class SwitchboardApp(App[None]):
         """Once a second: the status bar, the sparklines, ages and elapsed times."""
         if self._stopped or not self.is_running:  # not while the screen is torn down
             return
-        self._lag_window.append(self._lag_peak)
-        self._lag_peak = self._lag_now
-        if len(self._lag_window) >= 10:
-            self._lag_history.append(max(self._lag_window))
-            self._lag_window = []
-        self._roll_minutes()
-        done = self._done_minutes
-        lags = [*self._lag_history, max(self._lag_window, default=0.0)]  # the worst of each 10 s
-        self.query_one(HeaderBar).set_trends((sparkline(done, SPARK_POINTS, 10), f"{done[-1]:>4}"),
-                                             (sparkline(lags, SPARK_POINTS, 20), f"{lags[-1]:4.0f}ms"))
-        status = self.query_one("#status", StatusBar)
-        db = self.settings.db_path
-        # (text, short form, rank): a short line gives up the highest ranks first
-        parts = [(f"loop {self._lag_now:.1f} ms", "", 0), (f"Groq: {self.provider}", "", 1),
-                 (f"db {_short(db)}", f"db {db.name}", 5)]
-        if self.intake is not None:
-            parts.append((f"intake {self.intake.address}", "", 4))
-        if self.log_path:
-            same = self.log_path.parent == db.parent
-            parts.append((f"log {self.log_path.name if same else _short(self.log_path)}", f"log {self.log_path.name}", 6))
-        if isinstance(self.source, StoreSource):  # who runs the engine comes first (Groq is theirs)
-            owner = self.source.owner
-            short = f"{'read-only' if self.read_only else 'observer'}" + (f", pid {owner.pid}" if owner else ", no engine")
-            parts.insert(0, (self._observer_status(self.source), short, 0))
-        status.set_parts(parts)
+        self.query_one(HeaderBar).set_trends(*self.trends.tick())
+        self.query_one("#status", StatusBar).set_parts(status_parts(
+            lag_ms=self.trends.lag_now, provider=self.provider, db=self.settings.db_path, intake=self.intake,
+            log_path=self.log_path, observed=self.host.observing, read_only=self.read_only))
         self._age_queue()
         if self.source is not None and self.source.running():
             self._dirty.add("active")
@@ -486,20 +447,6 @@ class SwitchboardApp(App[None]):
         queue = self._lists.get("queue")
         if queue is not None and queue.display:
             queue.refresh_rows()
-
-    def _observer_status(self, source: StoreSource) -> str:
-        """An observer's first part of the status bar: who runs the engine (Groq is theirs)."""
-        mode = "read-only" if self.read_only else "observer"
-        owner = source.owner
-        return f"{mode}, dispatched by {owner.role} pid {owner.pid}" if owner else f"{mode}, no engine running"
-
-    async def _measure_lag(self) -> None:
-        """The loop's lateness, as the status bar shows it: how late a 100 ms sleep wakes."""
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.1)
-            self._lag_now = max(0.0, (time.perf_counter() - t - 0.1) * 1000)
-            self._lag_peak = max(self._lag_peak, self._lag_now)
 
     # -- selection -----------------------------------------------------------------------------------
 
@@ -694,11 +641,8 @@ class SwitchboardApp(App[None]):
 
     async def action_export(self) -> None:
         focused = self.focused if isinstance(self.focused, RowList) else self.query_one("#queue", RowList)
-        rows = [_export_row(item, focused) for item in focused.items]
-        folder = self.settings.resolved_data_dir / "exports"
-        stem = folder / f"{focused.id}-{time.strftime('%Y%m%d-%H%M%S')}"
-        await asyncio.to_thread(_write_exports, stem, rows)
-        self.notify(f"exported {len(rows)} rows to {stem}.csv and .json", markup=False)
+        count, stem = await export_list(focused, self.settings.resolved_data_dir / "exports")
+        self.notify(f"exported {count} rows to {stem}.csv and .json", markup=False)
 
     def key_hints(self) -> list[tuple[str, str, str, Binding]]:
         """(keys as shown, description, binding id, binding) for every binding, after the
@@ -795,46 +739,3 @@ def _row_label(list_id: str | None, key: Any) -> str:
     if list_id == "events":
         return f"event #{key}"
     return clean(key)
-
-
-def _fit(parts: list[str], width: int, separator: str = "  │  ") -> str:
-    """The parts, most important first, that fit in `width` cells: one that does not fit is
-    left out whole rather than cut off at the edge (the first is always kept)."""
-    kept: list[str] = []
-    used = 0
-    for part in parts:
-        need = cell_len(part) + (cell_len(separator) if kept else 0)
-        if not kept or width <= 0 or used + need <= width:
-            kept.append(part)
-            used += need
-    return separator.join(kept)
-
-
-def _short(path: Path) -> str:
-    home = str(Path.home())
-    text = str(path)
-    return "~" + text[len(home):] if text.startswith(home + "/") else text
-
-
-def _export_row(item: Any, rows: RowList) -> dict[str, Any]:
-    """Processes and events as their JSON; other rows as the columns shown, by title."""
-    if isinstance(item, Process):
-        return item.summary()
-    if isinstance(item, Event):
-        return item.to_json()
-    cells = rows.render_row(item)
-    return {c.title.lower(): "".join(part for part, _ in cell_parts(v)).strip() for c, v in zip(rows.columns, cells)}
-
-
-def _write_exports(stem: Path, rows: list[dict[str, Any]]) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str))
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys or ["value"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
-    stem.with_suffix(".csv").write_text(buf.getvalue())
