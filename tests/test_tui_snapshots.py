@@ -161,7 +161,7 @@ def test_filter_box(snap_compare):
         still_inputs(app)
         await pilot.press("v", "r")
         await wait_refreshed(pilot)
-        assert app.filters["queue"] == "vr"
+        assert app.panes.filters["queue"] == "vr"
         assert [p.id for p in rows(app, "queue").items] == ["vr-0001", "vr-0002"]
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)

@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable, Sequence
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.markup import escape as markup_escape
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
@@ -28,13 +27,13 @@ from console.settings import Settings
 from console.tui.export import export_list
 from console.tui.host import EngineHost
 from console.tui.operator import Operator
-from console.tui.rows import ACTIVE_BAR_WIDTH, PaneRows, process_text
+from console.tui.panes import PANE_ORDER, Panes, lower_panes, queue_pane
+from console.tui.rows import PaneRows, process_text
 from console.tui.screens import DetailsScreen, HelpScreen, TransferScreen
 from console.tui.source import GraphLayout, OrderedView, Source, StateCounts, StoreSource
 from console.tui.status import status_parts
 from console.tui.trends import Trends
-from console.tui.widgets import (BREAKPOINTS, Column, HeaderBar, KeyBar, OwnerBanner, PaneDeck, RowList, StatusBar,
-                                 clean)
+from console.tui.widgets import BREAKPOINTS, HeaderBar, KeyBar, OwnerBanner, RowList, StatusBar, clean
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +47,10 @@ LISTS_PER_PASS = 2
 TOUCHED_PER_PASS = 200
 EVENTS_KEPT = 10_000
 STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
-PANE_ORDER = ("queue", "active", "graph", "calls", "events")  # as tab moves the focus
-PANE_TITLES = {"queue": ("Queue", "Queue"), "active": ("Active resumes", "Active"),  # (title, name in tabs)
-               "graph": ("Dependencies", "Dependencies"), "calls": ("Calls & transfers", "Calls"),
-               "events": ("Events", "Events")}
 
 
 TRANSFER_DONE = frozenset(s.value for s in TRANSFER_FINAL)
 ALL_PANES = frozenset({"queue", "active", "graph", "calls", "events", "header"})
-EMPTY_TEXTS = {"queue": "the queue is empty", "active": "nothing running", "graph": "select a process",
-               "calls": "no calls yet", "events": "no events yet"}
 
 
 class SwitchboardApp(App[None]):
@@ -110,15 +103,12 @@ class SwitchboardApp(App[None]):
         self.selected_id: str | None = None
         self.selected_call: str | None = None
         self.show_all = False
-        self.whole_graph = False
-        self.filters: dict[str, str] = {}
+        self.panes = Panes(lambda: self.screen_stack[0])
         self._filter_target = "queue"
         self._events: deque[Event] = deque(maxlen=EVENTS_KEPT)
         self._dirty: set[str] = set()
         self._touched: set[str] = set()  # processes changed since the last refresh
         self._painted: dict[str, float] = {}  # when each list was last handed its rows
-        self._lists: dict[str, RowList] = {}
-        self._titles: dict[str, str] = {}  # each pane's title as last set
         self._queue_view: OrderedView | None = None
         self._counts: StateCounts | None = None
         self._graph_layout = GraphLayout()  # the whole-graph view's rows
@@ -164,37 +154,14 @@ class SwitchboardApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
-        # Each list draws its pane's border and title itself: a container per pane was one more
-        # widget for Textual's compositor to walk in every frame that touched its lines.
-        # The queue is the operator's main list and its "why it waits" is long: full width.
-        # Ids are sized to the ids shown and cut last; the columns that matter least are
-        # dropped first (`drop`) when the pane is narrow.
-        yield RowList([Column("PRI", 4), Column("PROCESS", 0, fit=_process_id), Column("KIND", 5, drop=1),
-                       Column("STATE", 11), Column("WHY IT WAITS", 0), Column("TRY", 4, drop=2), Column("AGE", 6)],
-                      self.rows.queue, key=lambda p: p.id, empty=EMPTY_TEXTS["queue"], id="queue", classes="pane")
-        yield PaneDeck(
-            RowList([Column("PROCESS", 0, fit=_process_id), Column("PROGRESS", ACTIVE_BAR_WIDTH),
-                     Column("STAGE", 12, drop=2), Column("ELAPSED", 7), Column("HOLDS", 6, drop=1)],
-                    self.rows.active, key=lambda p: p.id, empty=EMPTY_TEXTS["active"], id="active", classes="pane"),
-            RowList([Column("PROCESS", 0, fit=lambda r: r[0] + r[1]), Column("EDGE", 17), Column("STATE", 11)],
-                    self.rows.graph, key=lambda r: (r[0], r[1]), empty=EMPTY_TEXTS["graph"], id="graph",
-                    classes="pane"),
-            RowList([Column("CALL · WORK", 0, fit=lambda r: r[0]), Column("STATUS", 11), Column("LATEST", 0)],
-                    self.rows.call, key=lambda r: r[1], empty=EMPTY_TEXTS["calls"], id="calls", classes="pane"),
-            RowList([Column("TIME", 8, drop=1), Column("PROCESS", 0, fit=lambda e: e.process_id or ""),
-                     Column("EVENT", 11), Column("MESSAGE", 0)],
-                    self.rows.event, key=lambda e: e.seq, empty=EMPTY_TEXTS["events"], follow_end=True,
-                    id="events", classes="pane"),
-            id="lower")
+        yield queue_pane(self.rows)
+        yield lower_panes(self.rows)
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
-        self.query_one("#queue").border_title = PANE_TITLES["queue"][0]
-        deck = self.query_one(PaneDeck)
-        for pane_id in PANE_ORDER[1:]:
-            deck.set_title(pane_id, *PANE_TITLES[pane_id])
+        self.panes.titles_at_start()
         self.query_one("#filter", Input).display = False
         if self.settings.tui.keymap:
             self.set_keymap(self.settings.tui.keymap)
@@ -372,29 +339,7 @@ class SwitchboardApp(App[None]):
             self._refresh_header()
 
     def _set(self, list_id: str, items: Sequence[Any], text: Callable[[Any], str]) -> None:
-        """Hand a list its rows, through its filter (`text(row)` is what the filter matches);
-        the pane's title says a filter is on and how many rows it lets through."""
-        rows = self._lists.get(list_id)
-        if rows is None:  # looked up once: a query walks the DOM
-            rows = self._lists[list_id] = self.screen_stack[0].query_one(f"#{list_id}", RowList)
-        needle = self.filters.get(list_id, "")
-        shown = [x for x in items if needle.lower() in text(x).lower()] if needle else items
-        title = self._pane_title(list_id)
-        if needle:
-            title = f"{title} — filter: {clean(needle)} ({len(shown)} of {len(items)})"
-        rows.empty = "nothing matches the filter (/ to change it)" if needle else EMPTY_TEXTS[list_id]
-        rows.set_items(shown)
-        if self._titles.get(list_id) != title:  # setting a title repaints the whole pane
-            self._titles[list_id] = title
-            if list_id == "queue":
-                rows.border_title = markup_escape(title)
-            else:  # the lower panes share a deck, which draws their titles (as tabs when narrow)
-                self.query_one(PaneDeck).set_title(list_id, markup_escape(title))
-
-    def _pane_title(self, list_id: str) -> str:
-        if list_id == "graph":
-            return "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
-        return PANE_TITLES[list_id][0]
+        self.panes.show(list_id, items, text)
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -413,7 +358,7 @@ class SwitchboardApp(App[None]):
     # -- panes fed from the store and the graph ------------------------------------------------------
 
     def _refresh_graph(self) -> None:
-        rows = self.rows.graph_rows(self.whole_graph, self.selected_id, self._graph_layout)
+        rows = self.rows.graph_rows(self.panes.whole_graph, self.selected_id, self._graph_layout)
         self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self.rows.state_of(r[1])}")
 
     @work(exclusive=True, group="calls")
@@ -444,7 +389,7 @@ class SwitchboardApp(App[None]):
     def _age_queue(self) -> None:
         """The queue's AGE counts up with the clock: its rows on screen are made again, and
         only the lines whose text changed are drawn (a screenful, not the whole queue)."""
-        queue = self._lists.get("queue")
+        queue = self.panes.list("queue")
         if queue is not None and queue.display:
             queue.refresh_rows()
 
@@ -455,7 +400,7 @@ class SwitchboardApp(App[None]):
         list_id = event.rowlist.id
         if list_id in ("queue", "active") and isinstance(event.item, Process):
             self._select(event.item.id)
-        elif list_id == "graph" and event.item and not self.whole_graph:
+        elif list_id == "graph" and event.item and not self.panes.whole_graph:
             pass  # moving inside the graph does not re-centre it; enter does
         elif list_id == "calls" and event.item:
             key = event.item[1]
@@ -569,7 +514,7 @@ class SwitchboardApp(App[None]):
                 self._show_transfer(transfer_id)
                 return
         if (isinstance(focused, RowList) and focused.id == "graph" and focused.chosen and not focused.unconfirmed
-                and not self.whole_graph):
+                and not self.panes.whole_graph):
             self._select(focused.chosen[1])
         p = self._focused_process()
         if p is None or self.source is None:
@@ -601,7 +546,7 @@ class SwitchboardApp(App[None]):
         focused = self.focused
         self._filter_target = focused.id if isinstance(focused, RowList) else "queue"
         box = self.query_one("#filter", Input)
-        box.value = self.filters.get(self._filter_target, "")
+        box.value = self.panes.filters.get(self._filter_target, "")
         box.cursor_position = len(box.value)
         box.placeholder = f"filter {self._filter_target} (esc to close)"
         box.display = True
@@ -611,7 +556,7 @@ class SwitchboardApp(App[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.filters[self._filter_target] = event.value
+        self.panes.filters[self._filter_target] = event.value
         self._dirty.add(self._filter_target)
         self._schedule_refresh()
 
@@ -628,7 +573,7 @@ class SwitchboardApp(App[None]):
             event.stop()
 
     def action_toggle_graph(self) -> None:
-        self.whole_graph = not self.whole_graph
+        self.panes.whole_graph = not self.panes.whole_graph
         self._dirty.add("graph")
         self._refresh()
 
@@ -725,10 +670,6 @@ class SwitchboardApp(App[None]):
         yield SystemCommand("Export the focused list", "Write it as CSV and JSON to the data dir", self.action_export)
         yield SystemCommand("Show or hide completed processes", "In the queue pane", self.action_toggle_all)
         yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", operator.ask_key)
-
-def _process_id(p: Process) -> str:
-    return p.id
-
 
 def _row_label(list_id: str | None, key: Any) -> str:
     """A row's key as the user reads it: a process id, a call or transfer id, an event."""
