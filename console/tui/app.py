@@ -1,5 +1,7 @@
-"""The Textual console. It hosts the orchestrator on the app's own loop (or observes another
-owner through the store), shows the engine's events live, and acts with the keyboard.
+"""The Textual console: its composition, keys and wiring. Its parts each have a module: the
+engine run here or observed (host.py), where the panes read (source.py), what their rows show
+(rows.py), how each pane is handed its rows (panes.py), the operator's actions (operator.py),
+the header's trends (trends.py), the status line (status.py), exports (export.py).
 
 Updates are coalesced: engine events only mark panes dirty; one refresh at most every
 `REFRESH_S` rebuilds what changed, and each list renders only its visible lines."""
