@@ -249,3 +249,41 @@ def test_a_new_cycle_is_found():
              ("console.c", "console.d")}
     assert strongly_connected({"console.a", "console.b", "console.c", "console.d"}, edges) == [
         {"console.a", "console.b", "console.c"}]
+
+
+# -- the console reads its data through its Source --------------------------------------------------
+
+def store_uses(path: Path, as_module: str | None = None) -> list[str]:
+    """Where a module reaches the store itself: an import from console.store other than its
+    ports (an adapter, `open_store`), or a call of a method on something named `store`
+    (`self.store.events(...)`, `store.close()`)."""
+    found = [f"{i.where}: imports {i.target}" for i in imports_of(path, as_module)
+             if (i.target == "console.store" or i.target.startswith("console.store."))
+             and i.target != "console.store.ports"]
+    for n in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            owner = n.func.value
+            name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+            if name.lstrip("_").endswith("store"):
+                found.append(f"{_where(path)}:{n.lineno}: calls {ast.unparse(n.func)}")
+    return found
+
+
+def test_the_console_reads_the_store_only_through_its_source():
+    tui = CONSOLE / "tui"
+    offending = [use for path in sorted(tui.rglob("*.py")) if path != tui / "source.py" for use in store_uses(path)]
+    assert not offending, "console/tui reaches the store through source.py only:\n" + "\n".join(offending)
+
+
+def test_the_source_check_sees_imports_and_calls(tmp_path):
+    fake = tmp_path / "pane.py"
+    fake.write_text('''
+from console.store.ports import LeaseHolder
+async def load(self, store):
+    from console.store import open_store
+    await self.store.events(limit=5)
+    await store.close()
+    await self.source.calls(limit=5)
+''')
+    uses = store_uses(fake, as_module="console.tui.pane")
+    assert [u.rpartition(": ")[2] for u in uses] == ["imports console.store", "calls self.store.events", "calls store.close"]

@@ -224,6 +224,12 @@ BROKEN = {
     "unknown-key": ('name = "x"\nprimary = "#123456"\nprimry = "#123456"\n', "unknown key 'primry'"),
     "missing-name": ('primary = "#123456"\n', "missing 'name'"),
     "bad-name": ('name = "a, b"\nprimary = "#123456"\n', "is not a valid theme name"),
+    # a name or variable ending in a newline is not a name (a `$` would let the newline pass)
+    "name-with-newline": ('name = "x\\n"\nprimary = "#123456"\n', "is not a valid theme name"),
+    "variable-with-newline": (
+        'name = "x"\nprimary = "#123456"\n[variables]\n"state-running\\n" = "#123456"\n',
+        "is not a valid CSS variable name",
+    ),
     "builtin-name": ('name = "ansi-dark"\nprimary = "#123456"\n', "is a built-in Textual theme"),
     "bad-dark": ('name = "x"\nprimary = "#123456"\ndark = "yes"\n', "'dark' = \"yes\" must be true or false"),
     "colour-not-string": ('name = "x"\nprimary = 12\n', "colour 'primary' = 12 is not a colour"),

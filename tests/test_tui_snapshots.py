@@ -20,7 +20,6 @@ import os
 import re
 import sqlite3
 import time
-from collections import deque
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from conftest import ROOT, wait_for
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
+from console.tui.trends import Trends
 from console.tui.widgets import RowList
 
 SIZE = (120, 36)
@@ -90,11 +90,8 @@ async def settle(pilot) -> SwitchboardApp:
     for task in app._tasks:  # the loop-lateness probe
         task.cancel()
     await asyncio.gather(*app._tasks, return_exceptions=True)
-    app._lag_now = app._lag_peak = 0.0
-    app._lag_window = []
-    app._lag_history.clear()
-    app._done_minutes = deque([0], maxlen=app._done_minutes.maxlen)
-    app._minute = 1 << 40  # the once-a-second tick never starts a new done/min point
+    app.trends = Trends()  # no lateness, no completions
+    app.trends.minute = 1 << 40  # the once-a-second tick never starts a new done/min point
     app._tick()
     app._dirty.update(ALL_PANES)
     app._refresh()
@@ -164,7 +161,7 @@ def test_filter_box(snap_compare):
         still_inputs(app)
         await pilot.press("v", "r")
         await wait_refreshed(pilot)
-        assert app.filters["queue"] == "vr"
+        assert app.panes.filters["queue"] == "vr"
         assert [p.id for p in rows(app, "queue").items] == ["vr-0001", "vr-0002"]
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)

@@ -158,7 +158,7 @@ async def test_serve_on_ipv6_loopback_links_its_page_to_bracketed_urls(tmp_path)
 
 
 def banner(app: SwitchboardApp):
-    from console.tui.banner import OwnerBanner
+    from console.tui.widgets import OwnerBanner
 
     found = app.screen_stack[0].query(OwnerBanner)
     return found.first() if found else None

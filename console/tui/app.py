@@ -1,5 +1,7 @@
-"""The Textual console. It hosts the orchestrator on the app's own loop (or observes another
-owner through the store), shows the engine's events live, and acts with the keyboard.
+"""The Textual console: its composition, keys and wiring. Its parts each have a module: the
+engine run here or observed (host.py), where the panes read (source.py), what their rows show
+(rows.py), how each pane is handed its rows (panes.py), the operator's actions (operator.py),
+the header's trends (trends.py), the status line (status.py), exports (export.py).
 
 Updates are coalesced: engine events only mark panes dirty; one refresh at most every
 `REFRESH_S` rebuilds what changed, and each list renders only its visible lines."""
@@ -7,9 +9,6 @@ Updates are coalesced: engine events only mark panes dirty; one refresh at most 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import logging
 import os
 import signal
@@ -19,30 +18,27 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from rich.cells import cell_len
-from rich.segment import Segment
-from rich.style import Style
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.geometry import Region
-from textual.markup import escape as markup_escape
 from textual.screen import ModalScreen, Screen
-from textual.strip import Strip
-from textual.widget import Widget
 from textual.widgets import Input
 
-from console.model import TRANSFER_FINAL, Event, Process, State, UserError
+from console.model import TRANSFER_FINAL, Event, Process
 from console.settings import Settings
-from console.tui.deck import BREAKPOINTS, PaneDeck
-from console.tui.screens import ConfirmScreen, DetailsScreen, FieldError, FormScreen, HelpScreen, TransferScreen
-from console.tui.banner import OwnerBanner
-from console.tui.source import GraphLayout, LiveSource, OrderedView, Source, StateCounts, StoreSource
-from console.tui.widgets import Column, KeyBar, LineFrame, Row, RowList, StatusBar, cell_parts, clean, progress_cell, sparkline
+from console.tui.export import export_list
+from console.tui.host import EngineHost
+from console.tui.operator import Operator
+from console.tui.panes import PANE_ORDER, Panes, lower_panes, queue_pane
+from console.tui.rows import PaneRows, process_text
+from console.tui.screens import DetailsScreen, HelpScreen, TransferScreen
+from console.tui.source import GraphLayout, OrderedView, Source, StateCounts, StoreSource
+from console.tui.status import status_parts
+from console.tui.trends import Trends
+from console.tui.widgets import BREAKPOINTS, HeaderBar, KeyBar, OwnerBanner, RowList, StatusBar, clean
 
 log = logging.getLogger(__name__)
 
-_BOLD = Style(bold=True)
 REFRESH_S = 0.1  # at most ten repaints a second, however many events arrive
 # The calls pane is read from the store (calls, transfers, voice requests: 3-5 ms of the loop
 # with 200 requests in flight); twice a second is often enough for it.
@@ -52,154 +48,11 @@ LISTS_PER_PASS = 2
 # loaded at once took one pass of ~12 ms (under load); in passes of 200, ~2.5 ms each.
 TOUCHED_PER_PASS = 200
 EVENTS_KEPT = 10_000
-SPARK_POINTS = 10  # the header's trends: 10 minutes of completions, 100 s of loop lateness
 STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
-KIND_LABELS = {"python": "py", "shell": "sh", "voice": "voice", "transfer": "xfer"}  # the queue's KIND column
-PRIORITY_LABELS = {"critical": "crit", "high": "high", "medium": "med", "low": "low"}  # the queue's PRI column
-PANE_ORDER = ("queue", "active", "graph", "calls", "events")  # as tab moves the focus
-PANE_TITLES = {"queue": ("Queue", "Queue"), "active": ("Active resumes", "Active"),  # (title, name in tabs)
-               "graph": ("Dependencies", "Dependencies"), "calls": ("Calls & transfers", "Calls"),
-               "events": ("Events", "Events")}
-ACTIVE_BAR_WIDTH = 14
-STATE_COLOUR_KEYS = {  # a state's colour: the theme's variable, else one of its base colours
-    "running": "primary", "queued": "foreground", "waiting": "secondary", "completed": "success",
-    "failed": "error", "interrupted": "warning", "cancelled": "foreground", "blocked": "error",
-    "pending": "foreground",
-}
 
 
 TRANSFER_DONE = frozenset(s.value for s in TRANSFER_FINAL)
-EMPTY_TEXTS = {"queue": "the queue is empty", "active": "nothing running", "graph": "select a process",
-               "calls": "no calls yet", "events": "no events yet"}
-
-
-def _process_text(p: Process) -> str:
-    """What a filter matches in a process's row."""
-    return f"{p.id} {p.kind} {p.state.value} {p.reason or ''}"
-
-
-def _age(ts: float | None, now: float) -> str:
-    if not ts:
-        return "—"
-    s = max(0, int(now - ts))
-    if s >= 86400:
-        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-class HeaderBar(Widget):
-    """The top line: the state counts, then the trends (completions a minute, the loop's
-    lateness) on the right. One widget on Textual's line API draws it all. As six widgets (a
-    container, two labels, three lines), every frame that touched the top of the screen
-    walked six through Textual's compositor; as a `render()` returning Text, each change cost
-    ~1.3 ms of a frame turning the Text into Textual's content and back into segments (the
-    counts change with nearly every refresh under load); made as segments, ~0.1 ms.
-
-    A narrow line gives up what matters least first: the sparklines (their figures stay),
-    then the double spaces between the counts, then the completions, then the lateness; the
-    counts are cut only when nothing else is left."""
-
-    DEFAULT_CSS = """
-    HeaderBar { height: 1; dock: top; background: $panel; padding: 0 1; }
-    HeaderBar > .headerbar--label { color: $text-muted; }
-    HeaderBar > .headerbar--spark { color: $accent; }
-    """
-    COMPONENT_CLASSES = {"headerbar--label", "headerbar--spark"}
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.counts: list[tuple[int, str, Style]] = []  # (how many, state, the state's style)
-        self.done = ("", "")  # (sparkline, figure), each of a fixed width: a change never moves the rest
-        self.lag = ("", "")
-        self._line: Strip | None = None  # made once per change (and per width, per theme)
-        self._version = 0  # of what the line shows: the key of the whole line (LineFrame)
-        self._frame_lines: LineFrame | None = None
-        self._style_parts: tuple[Style, Style, Style] | None = None  # base, label, spark
-
-    def set_counts(self, counts: list[tuple[int, str, Style]]) -> None:
-        if counts != self.counts:
-            self.counts = counts
-            self._changed()
-
-    def set_trends(self, done: tuple[str, str], lag: tuple[str, str]) -> None:
-        if (done, lag) != (self.done, self.lag):
-            self.done, self.lag = done, lag
-            self._changed()
-
-    def _changed(self) -> None:
-        self._line = None
-        self._version += 1
-        self.refresh()
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()  # a new theme: new colours
-        self._line = None
-        self._frame_lines = None
-        self._style_parts = None
-
-    def on_resize(self) -> None:
-        self._line = None
-        self._frame_lines = None
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        # drawn with its padding as one line (LineFrame): the counts change at nearly every refresh
-        if self._frame_lines is None or self._frame_lines.size != self.outer_size:
-            self._frame_lines = LineFrame(self, lambda region: super(HeaderBar, self).render_lines(region), limit=2)
-        if not self._frame_lines.plain:
-            return super().render_lines(crop)
-        return self._frame_lines.render(self, crop, lambda y: ((self._version, y), lambda: self.render_line(y)))
-
-    def _fitted(self, width: int, base: Style, label: Style, spark: Style) -> Strip:
-        """The line, as much of it as `width` holds (see the class's doc). The layout is
-        chosen by the texts' lengths; only its segments are made."""
-        names = (" done/min ", " lag ")
-        trends = (self.done, self.lag)
-        full = [len(name) + cell_len(line) + 1 + len(figure) for name, (line, figure) in zip(names, trends)]
-        short = [len(name) + len(figure) for name, (_, figure) in zip(names, trends)]
-        counted = sum(len(str(n)) + 1 + len(state) for n, state, _ in self.counts)
-        wide, tight = counted + 2 * len(self.counts), counted + len(self.counts)
-        # (gap between counts, the trends shown: 2 with sparklines, 1 figures only, the lag's alone, none)
-        for gap, shown, right in (("  ", 2, sum(full)), ("  ", 1, sum(short)), (" ", 1, sum(short)),
-                                  (" ", 0, short[1]), (" ", -1, 0)):
-            if (wide if gap == "  " else tight) <= width - right:
-                break
-        else:
-            gap, shown, right = " ", -1, 0
-        segments = [part for n, state, style in self.counts
-                    for part in (Segment(f"{n} ", base + _BOLD), Segment(f"{state}{gap}", base + style))]
-        room = width - right
-        if (wide if gap == "  " else tight) > room:  # the counts alone do not fit: cut, and say so
-            segments = list(Strip(segments).crop(0, max(0, room - 1)))
-            while segments and not segments[-1].text.strip():
-                segments.pop()
-            if segments:
-                segments[-1] = Segment(segments[-1].text.rstrip(), segments[-1].style)
-            segments.append(Segment("…", base))
-        line = list(Strip(segments).adjust_cell_length(room, base))
-        for index, (name, (spark_text, figure)) in enumerate(zip(names, trends)):
-            if shown == 2:
-                line += [Segment(name, label), Segment(f"{spark_text} {figure}", spark)]
-            elif shown == 1 or (shown == 0 and index == 1):
-                line += [Segment(name, label), Segment(figure.strip().ljust(len(figure)), spark)]
-        return Strip(line).adjust_cell_length(width, base)
-
-    def _styles(self) -> tuple[Style, Style, Style]:
-        # kept until the style changes: Textual's refresh() forgets its own, and working them
-        # out again took ~0.3 ms of each change
-        if self._style_parts is None:
-            base = self.rich_style
-            self._style_parts = (base, base + self.get_component_rich_style("headerbar--label", partial=True),
-                                 base + self.get_component_rich_style("headerbar--spark", partial=True))
-        return self._style_parts
-
-    def render_line(self, y: int) -> Strip:
-        base, label, spark = self._styles()
-        width = self.size.width
-        if y:
-            return Strip.blank(width, base)
-        if self._line is None:
-            self._line = self._fitted(width, base, label, spark)
-        return self._line
+ALL_PANES = frozenset({"queue", "active", "graph", "calls", "events", "header"})
 
 
 class SwitchboardApp(App[None]):
@@ -239,39 +92,30 @@ class SwitchboardApp(App[None]):
         super().__init__()
         self.settings = settings
         self.read_only = read_only
-        self.observe = observe  # never run the engine unless taken over (`serve`'s tabs)
         self._banner: OwnerBanner | None = None  # mounted the first time no engine runs
         self.log_path = log_path
         self.clock = clock  # fixed in snapshot tests
-        self.prepare = prepare  # an async fn(engine) run once the engine has started (the demo)
         self.settle_heap = settle_heap  # see console.heap; the command line asks for it
-        self.source: Source | None = None
-        self.engine: Any = None
-        self.intake: Any = None  # the HTTP intake, when this console runs the engine and --listen
-        self.store: Any = None
-        self.provider = "unknown"
+        self.rows = PaneRows(clock, lambda: {**self.get_theme_variable_defaults(), **self.current_theme.variables})
+        self.operator = Operator(self, read_only, calls_changed=self._calls_changed)
+        self.source = None
+        # `observe`: never run the engine unless taken over (`serve`'s tabs); `prepare`: an async
+        # fn(engine) run once the engine has started (the demo)
+        self.host = EngineHost(settings, self, read_only=read_only, observe=observe, prepare=prepare)
         self.selected_id: str | None = None
         self.selected_call: str | None = None
         self.show_all = False
-        self.whole_graph = False
-        self.filters: dict[str, str] = {}
+        self.panes = Panes(lambda: self.screen_stack[0])
         self._filter_target = "queue"
         self._events: deque[Event] = deque(maxlen=EVENTS_KEPT)
         self._dirty: set[str] = set()
         self._touched: set[str] = set()  # processes changed since the last refresh
         self._painted: dict[str, float] = {}  # when each list was last handed its rows
-        self._lists: dict[str, RowList] = {}
-        self._titles: dict[str, str] = {}  # each pane's title as last set
         self._queue_view: OrderedView | None = None
         self._counts: StateCounts | None = None
         self._graph_layout = GraphLayout()  # the whole-graph view's rows
         self._refresh_timer: Any = None
-        self._lag_now = 0.0
-        self._lag_peak = 0.0  # the worst since the last tick
-        self._lag_window: list[float] = []
-        self._lag_history: deque[float] = deque(maxlen=SPARK_POINTS)  # one point per 10 s
-        self._done_minutes: deque[int] = deque([0], maxlen=SPARK_POINTS)  # completions per minute
-        self._minute = int(time.time() // 60)
+        self.trends = Trends()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = False
         from console.tui.themes import load_themes, register_themes, resolve_theme_name
@@ -280,48 +124,53 @@ class SwitchboardApp(App[None]):
         register_themes(self, themes)
         self.theme = resolve_theme_name(theme or settings.tui.theme, self.available_themes)
 
+    @property
+    def source(self) -> Source | None:
+        """Where the panes read from: None until the console has started."""
+        return self._source
+
+    @source.setter
+    def source(self, source: Source | None) -> None:
+        self._source = source
+        self.rows.source = self.operator.source = source
+
+    @property
+    def engine(self) -> Any:
+        """The engine, when this console runs it."""
+        return self.host.engine
+
+    @property
+    def store(self) -> Any:
+        """The console's database (the engine's, when it runs here), opened at start."""
+        return self.host.store
+
+    @property
+    def intake(self) -> Any:
+        return self.host.intake
+
+    @property
+    def provider(self) -> str:
+        return self.host.provider
+
     # -- layout ------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
-        # Each list draws its pane's border and title itself: a container per pane was one more
-        # widget for Textual's compositor to walk in every frame that touched its lines.
-        # The queue is the operator's main list and its "why it waits" is long: full width.
-        # Ids are sized to the ids shown and cut last; the columns that matter least are
-        # dropped first (`drop`) when the pane is narrow.
-        yield RowList([Column("PRI", 4), Column("PROCESS", 0, fit=_process_id), Column("KIND", 5, drop=1),
-                       Column("STATE", 11), Column("WHY IT WAITS", 0), Column("TRY", 4, drop=2), Column("AGE", 6)],
-                      self._queue_row, key=lambda p: p.id, empty=EMPTY_TEXTS["queue"], id="queue", classes="pane")
-        yield PaneDeck(
-            RowList([Column("PROCESS", 0, fit=_process_id), Column("PROGRESS", ACTIVE_BAR_WIDTH),
-                     Column("STAGE", 12, drop=2), Column("ELAPSED", 7), Column("HOLDS", 6, drop=1)],
-                    self._active_row, key=lambda p: p.id, empty=EMPTY_TEXTS["active"], id="active", classes="pane"),
-            RowList([Column("PROCESS", 0, fit=lambda r: r[0] + r[1]), Column("EDGE", 17), Column("STATE", 11)],
-                    self._graph_row, key=lambda r: (r[0], r[1]), empty=EMPTY_TEXTS["graph"], id="graph",
-                    classes="pane"),
-            RowList([Column("CALL · WORK", 0, fit=lambda r: r[0]), Column("STATUS", 11), Column("LATEST", 0)],
-                    self._call_row, key=lambda r: r[1], empty=EMPTY_TEXTS["calls"], id="calls", classes="pane"),
-            RowList([Column("TIME", 8, drop=1), Column("PROCESS", 0, fit=lambda e: e.process_id or ""),
-                     Column("EVENT", 11), Column("MESSAGE", 0)],
-                    self._event_row, key=lambda e: e.seq, empty=EMPTY_TEXTS["events"], follow_end=True,
-                    id="events", classes="pane"),
-            id="lower")
+        yield queue_pane(self.rows)
+        yield lower_panes(self.rows)
         yield Input(placeholder="filter the focused list (esc to close)", id="filter", select_on_focus=False)
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
-        self.query_one("#queue").border_title = PANE_TITLES["queue"][0]
-        deck = self.query_one(PaneDeck)
-        for pane_id in PANE_ORDER[1:]:
-            deck.set_title(pane_id, *PANE_TITLES[pane_id])
+        self.panes.titles_at_start()
         self.query_one("#filter", Input).display = False
         if self.settings.tui.keymap:
             self.set_keymap(self.settings.tui.keymap)
         for message in self.theme_errors:
             self.notify(message, title="theme", severity="warning")
         self.query_one("#queue", RowList).focus()
-        self._tasks.append(asyncio.create_task(self._measure_lag()))
+        self._tasks.append(asyncio.create_task(self.trends.measure_lag()))
         self.set_interval(1.0, self._tick)
         if not self.is_headless:
             self._handle_signals()
@@ -347,66 +196,22 @@ class SwitchboardApp(App[None]):
 
     @work(exclusive=True, group="start")
     async def _start(self) -> None:
-        from console.app import make_engine
-        from console.engine.orchestrator import OwnedElsewhere
-        from console.store import open_store
-
-        settings = self.settings
-        self.store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
-        await self.store.open()
-        owner = None
-        if not self.read_only and not self.observe:
-            engine = make_engine(self.store, settings, role="console")
-            engine.bus.subscribe(self._on_engine_event)
-            try:
-                await engine.start()
-            except OwnedElsewhere as owned:
-                owner = owned.holder
-            else:
-                self._events.extend(await self.store.events(limit=500))
-                await self._own(engine)
-                if self.prepare is not None:
-                    await self.prepare(engine)
-        if self.source is None:
-            source = StoreSource(self.store, settings, owner, self.read_only)
-            await source.refresh()
-            owner = source.owner
-            self._events.extend(await source.new_events(first=True))
-            self.source = source
-            self._build_views()
+        await self.host.start()
+        if self.host.observing is not None:
             self.set_interval(0.5, self._poll_store)
-            self.provider = "handled by the owner" if owner else "not running"
-            if settings.intake.listen and not self.read_only and not self.observe:
-                who = f"pid {owner.pid}" if owner else "another process"
-                self.notify(f"The HTTP intake is not served: {who} runs this database's engine, and the intake "
-                            "runs beside it (start that one with --listen).", title="intake", severity="warning",
-                            markup=False)
-        self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
+        self._dirty.update(ALL_PANES)
         self._refresh()
         if self.settle_heap:
             from console import heap
 
             heap.settle()
 
-    async def _own(self, engine: Any) -> None:
-        """This console runs the engine (at start, or taking over): the panes read its memory."""
-        self.engine = engine
-        self.source = LiveSource(engine)
+    def host_source(self, source: Source, events: list[Event]) -> None:
+        """The host's news: the panes read from `source` from now on (at start, or taking over)."""
+        self._events.extend(events)
+        self.source = source
+        self.operator.engine = self.host.engine
         self._build_views()
-        await self._start_intake(engine)
-        from console.voice.center import call_center
-
-        self.provider = call_center(engine).gateway().state.describe()
-
-    async def _start_intake(self, engine: Any) -> None:
-        if not self.settings.intake.listen:
-            return
-        from console.intake import start_intake
-
-        try:
-            self.intake = await start_intake(engine, self.settings)
-        except UserError as e:  # e.g. the port was taken since the command line was checked
-            self.notify(clean(str(e)), title="intake", severity="error", markup=False)
 
     def _build_views(self) -> None:
         """The queue's order and the state counts, from scratch (at start, when the observed
@@ -417,13 +222,10 @@ class SwitchboardApp(App[None]):
         self._touched.clear()
 
     async def _poll_store(self) -> None:
-        source = self.source
-        if not isinstance(source, StoreSource) or self._stopped:
+        source = self.host.observing
+        if source is None or self._stopped:
             return
-        changed = await source.refresh()  # first: the progress it finds is in this feed
-        events = await source.new_events()
-        if not changed:  # a killed owner changes nothing: asked each time
-            await source.check_owner()
+        changed, events = await self.host.poll()
         self._show_owner(source)
         if events:
             self._events.extend(events)
@@ -454,44 +256,19 @@ class SwitchboardApp(App[None]):
 
     async def action_take_over(self) -> None:
         """Run the engine in this console, when the owner it observed has gone."""
-        source = self.source
-        if self._stopped or source is None:
+        if self._stopped or self.source is None:
             return
-        if not isinstance(source, StoreSource):
-            self.notify("This console runs the engine already.", markup=False)
-            return
-        if self.read_only:
-            self.notify("This console is read-only (--read-only).", severity="warning")
-            return
-        if await source.check_owner():
-            self.notify(f"{source.owner.role} pid {source.owner.pid} runs the engine.", markup=False)
-            return
-        from console.app import make_engine
-        from console.engine.orchestrator import OwnedElsewhere
-
-        engine = make_engine(self.store, self.settings, role="console")
-        unsubscribe = engine.bus.subscribe(self._on_engine_event)
-        try:
-            await engine.start()
-        except OwnedElsewhere as owned:
-            unsubscribe()
-            self.notify(f"{owned.holder.role} pid {owned.holder.pid} took over first.", severity="warning",
-                        markup=False)
-            return
-        await self._own(engine)
-        self._owner_banner().hide()
-        self.notify("This console runs the engine now; quitting it stops the engine.", markup=False)
-        self._dirty.update({"queue", "active", "graph", "calls", "events", "header"})
-        self._refresh()
+        if await self.host.take_over():
+            self._owner_banner().hide()
+            self._dirty.update(ALL_PANES)
+            self._refresh()
 
     # -- engine events → coalesced refresh ----------------------------------------------------------
 
-    def _on_engine_event(self, event: Event) -> None:
-        if event.type == "provider":
-            self.provider = event.message
-            return
+    def host_event(self, event: Event) -> None:
+        """An event of the engine this console runs: the panes it touches are marked for the next refresh."""
         if event.type == "completed":
-            self._count_completion()
+            self.trends.count_completion()
         if event.process_id:
             self._touched.add(event.process_id)
         self._events.append(event)
@@ -500,9 +277,14 @@ class SwitchboardApp(App[None]):
             self._dirty.add("active")
         elif event.type != "log":
             self._dirty.update({"queue", "active", "graph", "header"})
-        p = self.engine.processes.get(event.process_id) if event.process_id and self.engine else None
+        engine = self.host.engine
+        p = engine.processes.get(event.process_id) if event.process_id and engine else None
         if event.type == "transfer" or (p is not None and p.kind in ("voice", "transfer") and event.type != "log"):
             self._dirty.add("calls")
+        self._schedule_refresh()
+
+    def _calls_changed(self) -> None:
+        self._dirty.add("calls")
         self._schedule_refresh()
 
     def _schedule_refresh(self) -> None:
@@ -531,9 +313,9 @@ class SwitchboardApp(App[None]):
         for name in lists[:LISTS_PER_PASS]:
             self._painted[name] = now
             if name == "queue":
-                self._set("queue", self._queue_view.snapshot(), _process_text)
+                self._set("queue", self._queue_view.snapshot(), process_text)
             elif name == "active":
-                self._set("active", self.source.running(), _process_text)
+                self._set("active", self.source.running(), process_text)
             elif name == "graph":
                 self._refresh_graph()
             else:
@@ -559,40 +341,7 @@ class SwitchboardApp(App[None]):
             self._refresh_header()
 
     def _set(self, list_id: str, items: Sequence[Any], text: Callable[[Any], str]) -> None:
-        """Hand a list its rows, through its filter (`text(row)` is what the filter matches);
-        the pane's title says a filter is on and how many rows it lets through."""
-        rows = self._lists.get(list_id)
-        if rows is None:  # looked up once: a query walks the DOM
-            rows = self._lists[list_id] = self.screen_stack[0].query_one(f"#{list_id}", RowList)
-        needle = self.filters.get(list_id, "")
-        shown = [x for x in items if needle.lower() in text(x).lower()] if needle else items
-        title = self._pane_title(list_id)
-        if needle:
-            title = f"{title} — filter: {clean(needle)} ({len(shown)} of {len(items)})"
-        rows.empty = "nothing matches the filter (/ to change it)" if needle else EMPTY_TEXTS[list_id]
-        rows.set_items(shown)
-        if self._titles.get(list_id) != title:  # setting a title repaints the whole pane
-            self._titles[list_id] = title
-            if list_id == "queue":
-                rows.border_title = markup_escape(title)
-            else:  # the lower panes share a deck, which draws their titles (as tabs when narrow)
-                self.query_one(PaneDeck).set_title(list_id, markup_escape(title))
-
-    def _pane_title(self, list_id: str) -> str:
-        if list_id == "graph":
-            return "Dependencies — whole graph (g)" if self.whole_graph else "Dependencies of the selection (g: all)"
-        return PANE_TITLES[list_id][0]
-
-    def _count_completion(self) -> None:
-        self._roll_minutes()
-        self._done_minutes[-1] += 1
-
-    def _roll_minutes(self) -> None:
-        """A new point for each minute begun since the last one (none when nothing happened)."""
-        minute = int(time.time() // 60)
-        while self._minute < minute:
-            self._minute += 1
-            self._done_minutes.append(0)
+        self.panes.show(list_id, items, text)
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -603,126 +352,26 @@ class SwitchboardApp(App[None]):
         return state_variable_defaults(self.current_theme)
 
     def watch_theme(self) -> None:
-        self._state_styles = {}
+        self.rows.theme_changed()
         if self.is_running:
             self._dirty.update({"queue", "active", "graph", "events", "header", "calls"})
             self._schedule_refresh()
 
-    def _state_style(self, state: str) -> Style:
-        """A state's colour from the theme's `state-*` variable (or its fallback)."""
-        styles = getattr(self, "_state_styles", None) or {}
-        if not styles:
-            from textual.color import Color
-
-            theme = self.current_theme
-            values = {**self.get_theme_variable_defaults(), **theme.variables}
-            for name in STATE_COLOUR_KEYS:
-                try:
-                    colour = Color.parse(values.get(f"state-{name}", "")).rich_color
-                except Exception:  # noqa: BLE001 - an odd value falls back to the text colour
-                    colour = None
-                styles[name] = Style(color=colour, bold=name in ("failed", "running"),
-                                     dim=name in ("cancelled", "pending"))
-            self._state_styles = styles
-        return styles[state]
-
-    def _queue_row(self, p: Process) -> Row:
-        now = self.clock()
-        req = self.source.requests.get(p.id) if self.source else None
-        why = p.reason or ""
-        if not why and p.interruption and p.state.value == "interrupted":
-            why = f"{p.interruption.type.value}: {p.interruption.message}"
-        if not why and p.state is State.QUEUED:
-            why = "next free slot"
-        if req is not None and req.force_immediate:
-            why = "forced · " + why
-        age = _age(req.requested_at if req else p.updated_at, now)
-        return (PRIORITY_LABELS.get(p.priority.value, p.priority.value), p.id, KIND_LABELS.get(p.kind, p.kind),
-                (p.state.value, self._state_style(p.state.value)), why, p.tries, age)
-
-    def _active_row(self, p: Process) -> Row:
-        stage = ""
-        if p.kind in ("voice", "transfer"):
-            stage = {50: "replying", 10: "summarizing"}.get(int(p.progress), "transcribing" if p.kind == "voice" else "")
-        resources = ",".join(f"{k.split('_')[0]}:{v}" for k, v in p.resources.items()) or "—"
-        return ((p.id, self._state_style("running")), progress_cell(p.progress, ACTIVE_BAR_WIDTH), stage,
-                _age(p.started_at, self.clock()), resources)
-
-    def _graph_row(self, row: tuple[str, str, str]) -> Row:
-        indent, pid, edge = row
-        state = self._state_of(pid)
-        return (indent + pid, edge, (state, self._state_style(state) if state != "?" else ""))
-
-    def _call_row(self, row: tuple[str, str, str, str]) -> Row:
-        label, _key, status, latest = row
-        style = {"ready": "bold", "failed": self._state_style("failed"), "completed": "dim",
-                 "cancelled": "dim"}.get(status, "")
-        return (label, (status, style), latest)
-
-    def _event_row(self, e: Event) -> Row:
-        style = self._state_style(e.type) if e.type in STATE_COLOUR_KEYS else ("dim" if e.type == "log" else "")
-        stamp = time.strftime("%H:%M:%S", time.localtime(e.ts))
-        message = e.message
-        if e.type == "progress" and e.data:
-            message = f"{e.data.get('progress', 0):.0f}%" + (" + checkpoint" if e.data.get("checkpoint") else "")
-        return (stamp, e.process_id or "", (e.type, style), message)
-
     # -- panes fed from the store and the graph ------------------------------------------------------
 
     def _refresh_graph(self) -> None:
-        src = self.source
-        rows: Sequence[tuple[str, str, str]] = []
-        if self.whole_graph:
-            rows = list(self._graph_layout.sync(src.processes, src.graph))
-        elif self.selected_id and self.selected_id in src.processes:
-            pid = self.selected_id
-            rows = ([("↑ ", d.dependency, _edge_label(d)) for d in src.graph.upstream(pid)] + [("● ", pid, "selected")]
-                    + [("↓ ", d.dependent, _edge_label(d)) for d in src.graph.downstream(pid)])
-        self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self._state_of(r[1])}")
-
-    def _state_of(self, pid: str) -> str:
-        p = self.source.processes.get(pid) if self.source else None
-        return p.state.value if p is not None else "?"
+        rows = self.rows.graph_rows(self.panes.whole_graph, self.selected_id, self._graph_layout)
+        self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self.rows.state_of(r[1])}")
 
     @work(exclusive=True, group="calls")
     async def _load_calls(self) -> None:
-        store = self.store
-        calls = await store.list_calls(limit=100)
-        transfers = await store.list_transfers(limit=200)
-        requests = await store.voice_lines(limit=300)
-        by_call_t: dict[str, list[Any]] = {}
-        for t in transfers:
-            by_call_t.setdefault(t.call_id, []).append(t)
-        by_call_v: dict[str, list[Any]] = {}
-        for v in requests:
-            by_call_v.setdefault(v.call_id, []).append(v)
-        rows: list[tuple[str, str, str, str]] = []
-        for c in calls:
-            last = f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else ""
-            turns = f"{c.turn_count} turn" + ("s" if c.turn_count != 1 else "")
-            rows.append((f"call {c.id}", f"call:{c.id}", turns, last))
-            for v in by_call_v.get(c.id, [])[:5]:
-                p = self.source.processes.get(v.process_id) if self.source else None
-                status = p.state.value if p else v.stage
-                said = v.transcript or v.input_text or ""
-                detail = f"→ {v.reply}" if v.reply else f"“{said}”"
-                if p is not None and p.state is State.INTERRUPTED and p.interruption:
-                    status = "no key" if p.interruption.type.value == "no_provider" else "interrupted"
-                elif p is not None and p.state is State.RUNNING:
-                    status = v.stage
-                rows.append((f"  ↳ {v.id}", f"vr:{v.id}", status, detail))
-            for t in by_call_t.get(c.id, []):
-                summary = (t.summary or {}).get("issue", "") if t.summary else (t.reason or "")
-                source = " (local summary)" if t.summary_source == "extractive" else ""
-                rows.append((f"  ⇄ {t.id}", f"tr:{t.id}", t.status.value,
-                             f"{t.from_agent}→{t.to_agent}: {summary}{source}"))
-        self._set("calls", rows, lambda r: f"{r[0]} {r[2]} {r[3]}")
+        self._set("calls", await self.rows.call_rows(), lambda r: f"{r[0]} {r[2]} {r[3]}")
         if self._transfer_status() is not None:
             self.refresh_bindings()  # the chosen transfer's keys follow its status
 
     def _refresh_header(self) -> None:
         counts = {state.value: n for state, n in self._counts.counts.items()}
-        self.query_one(HeaderBar).set_counts([(counts.get(state, 0), state, self._state_style(state))
+        self.query_one(HeaderBar).set_counts([(counts.get(state, 0), state, self.rows.state_style(state))
                                               for state in STATE_ORDER
                                               if counts.get(state) or state in ("running", "queued")])
 
@@ -730,31 +379,10 @@ class SwitchboardApp(App[None]):
         """Once a second: the status bar, the sparklines, ages and elapsed times."""
         if self._stopped or not self.is_running:  # not while the screen is torn down
             return
-        self._lag_window.append(self._lag_peak)
-        self._lag_peak = self._lag_now
-        if len(self._lag_window) >= 10:
-            self._lag_history.append(max(self._lag_window))
-            self._lag_window = []
-        self._roll_minutes()
-        done = self._done_minutes
-        lags = [*self._lag_history, max(self._lag_window, default=0.0)]  # the worst of each 10 s
-        self.query_one(HeaderBar).set_trends((sparkline(done, SPARK_POINTS, 10), f"{done[-1]:>4}"),
-                                             (sparkline(lags, SPARK_POINTS, 20), f"{lags[-1]:4.0f}ms"))
-        status = self.query_one("#status", StatusBar)
-        db = self.settings.db_path
-        # (text, short form, rank): a short line gives up the highest ranks first
-        parts = [(f"loop {self._lag_now:.1f} ms", "", 0), (f"Groq: {self.provider}", "", 1),
-                 (f"db {_short(db)}", f"db {db.name}", 5)]
-        if self.intake is not None:
-            parts.append((f"intake {self.intake.address}", "", 4))
-        if self.log_path:
-            same = self.log_path.parent == db.parent
-            parts.append((f"log {self.log_path.name if same else _short(self.log_path)}", f"log {self.log_path.name}", 6))
-        if isinstance(self.source, StoreSource):  # who runs the engine comes first (Groq is theirs)
-            owner = self.source.owner
-            short = f"{'read-only' if self.read_only else 'observer'}" + (f", pid {owner.pid}" if owner else ", no engine")
-            parts.insert(0, (self._observer_status(self.source), short, 0))
-        status.set_parts(parts)
+        self.query_one(HeaderBar).set_trends(*self.trends.tick())
+        self.query_one("#status", StatusBar).set_parts(status_parts(
+            lag_ms=self.trends.lag_now, provider=self.provider, db=self.settings.db_path, intake=self.intake,
+            log_path=self.log_path, observed=self.host.observing, read_only=self.read_only))
         self._age_queue()
         if self.source is not None and self.source.running():
             self._dirty.add("active")
@@ -763,23 +391,9 @@ class SwitchboardApp(App[None]):
     def _age_queue(self) -> None:
         """The queue's AGE counts up with the clock: its rows on screen are made again, and
         only the lines whose text changed are drawn (a screenful, not the whole queue)."""
-        queue = self._lists.get("queue")
+        queue = self.panes.list("queue")
         if queue is not None and queue.display:
             queue.refresh_rows()
-
-    def _observer_status(self, source: StoreSource) -> str:
-        """An observer's first part of the status bar: who runs the engine (Groq is theirs)."""
-        mode = "read-only" if self.read_only else "observer"
-        owner = source.owner
-        return f"{mode}, dispatched by {owner.role} pid {owner.pid}" if owner else f"{mode}, no engine running"
-
-    async def _measure_lag(self) -> None:
-        """The loop's lateness, as the status bar shows it: how late a 100 ms sleep wakes."""
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.1)
-            self._lag_now = max(0.0, (time.perf_counter() - t - 0.1) * 1000)
-            self._lag_peak = max(self._lag_peak, self._lag_now)
 
     # -- selection -----------------------------------------------------------------------------------
 
@@ -788,7 +402,7 @@ class SwitchboardApp(App[None]):
         list_id = event.rowlist.id
         if list_id in ("queue", "active") and isinstance(event.item, Process):
             self._select(event.item.id)
-        elif list_id == "graph" and event.item and not self.whole_graph:
+        elif list_id == "graph" and event.item and not self.panes.whole_graph:
             pass  # moving inside the graph does not re-centre it; enter does
         elif list_id == "calls" and event.item:
             key = event.item[1]
@@ -869,71 +483,30 @@ class SwitchboardApp(App[None]):
 
     def action_complete_transfer(self, transfer_id: str | None = None) -> None:
         transfer_id = transfer_id or self._chosen_transfer()
-        if transfer_id is None or not self._can_act():
-            return
-        self.run_worker(self._finish_transfer("transfer.complete", transfer_id, "completed"), group="transfer")
+        if transfer_id is not None and self.operator.can_act():
+            self.operator.complete_transfer(transfer_id)
 
     def action_cancel_transfer(self, transfer_id: str | None = None) -> None:
         transfer_id = transfer_id or self._chosen_transfer()
-        if transfer_id is None or not self._can_act():
-            return
-
-        async def answered(yes: bool | None) -> None:
-            if yes:
-                await self._finish_transfer("transfer.cancel", transfer_id, "cancelled")
-
-        self.push_screen(ConfirmScreen(f"Cancel transfer {transfer_id}?", "Cancel the transfer"), answered)
-
-    async def _finish_transfer(self, kind: str, transfer_id: str, done: str) -> None:
-        if await self._act(kind, {"id": transfer_id}) is not None:
-            self.notify(f"transfer {clean(transfer_id)} {done}", markup=False)
-            self._dirty.add("calls")
-            self._schedule_refresh()
-
-    def _can_act(self) -> bool:
-        if self.read_only:
-            self.notify("This console is read-only (--read-only).", severity="warning")
-            return False
-        if self.source is None:
-            self.notify("Still starting…", severity="warning")
-            return False
-        return True
-
-    async def _act(self, kind: str, payload: dict[str, Any]) -> str | None:
-        try:
-            message = await self.source.act(kind, payload)
-        except UserError as e:
-            self.notify(clean(str(e)), severity="error", markup=False)
-            return None
-        return message
+        if transfer_id is not None and self.operator.can_act():
+            self.operator.cancel_transfer(transfer_id)
 
     async def action_resume(self, force: bool = False) -> None:
-        if not self._can_act():
+        if not self.operator.can_act():
             return
         p = self._focused_process()
-        if p is None:
-            return
-        message = await self._act("resume", {"id": p.id, "force": force})
-        if message:
-            self.notify(clean(message), markup=False)
+        if p is not None:
+            await self.operator.resume(p, force)
 
     async def action_force_resume(self) -> None:
         await self.action_resume(force=True)
 
     def action_cancel(self) -> None:
-        if not self._can_act():
+        if not self.operator.can_act():
             return
         p = self._focused_process()
-        if p is None:
-            return
-
-        async def answered(yes: bool | None) -> None:
-            if yes:
-                message = await self._act("cancel", {"id": p.id})
-                if message:
-                    self.notify(clean(message), markup=False)
-
-        self.push_screen(ConfirmScreen(f"Cancel {p.id} ({p.state.value})?", f"Cancel {p.id}"), answered)
+        if p is not None:
+            self.operator.cancel(p)
 
     def action_details(self) -> None:
         focused = self.focused
@@ -943,14 +516,14 @@ class SwitchboardApp(App[None]):
                 self._show_transfer(transfer_id)
                 return
         if (isinstance(focused, RowList) and focused.id == "graph" and focused.chosen and not focused.unconfirmed
-                and not self.whole_graph):
+                and not self.panes.whole_graph):
             self._select(focused.chosen[1])
         p = self._focused_process()
         if p is None or self.source is None:
             return
         ups = [d.dependency for d in self.source.graph.upstream(p.id)]
         downs = [d.dependent for d in self.source.graph.downstream(p.id)]
-        self.push_screen(DetailsScreen(p, ups, downs, self.store))
+        self.push_screen(DetailsScreen(p, ups, downs, self.source))
 
     def _show_transfer(self, transfer_id: str) -> None:
         keys = {binding_id: shown for shown, _, binding_id, _ in self.key_hints() if binding_id}
@@ -961,54 +534,21 @@ class SwitchboardApp(App[None]):
             elif what == "cancel":
                 self.action_cancel_transfer(transfer_id)
 
-        self.push_screen(TransferScreen(transfer_id, self.store, keys), closed)
+        self.push_screen(TransferScreen(transfer_id, self.source, keys), closed)
 
     def action_new_voice(self) -> None:
-        if not self._can_act():
-            return
-        call = self.selected_call or f"call-{time.strftime('%H%M%S')}"
-
-        async def submit(values: dict[str, str]) -> FieldError | None:
-            try:
-                message = await self.source.act("voice", {"call_id": values["call"].strip(), "text": values["text"]})
-            except UserError as e:  # the engine's check: the form stays open, as typed
-                return _field_at_fault(str(e), {"call": "call", "the text": "text"}), clean(str(e))
-            vr = json.loads(message)
-            self.selected_call = vr["call_id"]
-            self.notify(f"voice request {vr['id']} queued for call {clean(vr['call_id'])}", markup=False)
-            return None
-
-        self.push_screen(FormScreen("New voice request", [("call", "Call", call),
-                                                          ("text", "What the caller said", "")], ok="Send",
-                                    submit=submit))
+        if self.operator.can_act():
+            self.operator.new_voice(self.selected_call, sent=lambda call: setattr(self, "selected_call", call))
 
     def action_transfer(self) -> None:
-        if not self._can_act():
-            return
-        if not self.selected_call:
-            self.notify("Select a call in the Calls & transfers pane first.", severity="warning")
-            return
-        call = self.selected_call
-
-        async def submit(values: dict[str, str]) -> FieldError | None:
-            try:
-                message = await self.source.act("transfer", {"call_id": call, "from_agent": values["from"],
-                                                              "to_agent": values["to"]})
-            except UserError as e:
-                fields = {"the from agent": "from", "the to agent": "to", "a transfer needs two": "to"}
-                return _field_at_fault(str(e), fields), clean(str(e))
-            self.notify(f"transfer {json.loads(message)['id']} started for call {clean(call)}", markup=False)
-            return None
-
-        self.push_screen(FormScreen(f"Warm transfer of call {clean(call)}",
-                                    [("from", "From agent", ""), ("to", "To agent", "")], ok="Transfer",
-                                    submit=submit))
+        if self.operator.can_act():
+            self.operator.transfer(self.selected_call)
 
     def action_filter(self) -> None:
         focused = self.focused
         self._filter_target = focused.id if isinstance(focused, RowList) else "queue"
         box = self.query_one("#filter", Input)
-        box.value = self.filters.get(self._filter_target, "")
+        box.value = self.panes.filters.get(self._filter_target, "")
         box.cursor_position = len(box.value)
         box.placeholder = f"filter {self._filter_target} (esc to close)"
         box.display = True
@@ -1018,7 +558,7 @@ class SwitchboardApp(App[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.filters[self._filter_target] = event.value
+        self.panes.filters[self._filter_target] = event.value
         self._dirty.add(self._filter_target)
         self._schedule_refresh()
 
@@ -1035,7 +575,7 @@ class SwitchboardApp(App[None]):
             event.stop()
 
     def action_toggle_graph(self) -> None:
-        self.whole_graph = not self.whole_graph
+        self.panes.whole_graph = not self.panes.whole_graph
         self._dirty.add("graph")
         self._refresh()
 
@@ -1048,11 +588,8 @@ class SwitchboardApp(App[None]):
 
     async def action_export(self) -> None:
         focused = self.focused if isinstance(self.focused, RowList) else self.query_one("#queue", RowList)
-        rows = [_export_row(item, focused) for item in focused.items]
-        folder = self.settings.resolved_data_dir / "exports"
-        stem = folder / f"{focused.id}-{time.strftime('%Y%m%d-%H%M%S')}"
-        await asyncio.to_thread(_write_exports, stem, rows)
-        self.notify(f"exported {len(rows)} rows to {stem}.csv and .json", markup=False)
+        count, stem = await export_list(focused, self.settings.resolved_data_dir / "exports")
+        self.notify(f"exported {count} rows to {stem}.csv and .json", markup=False)
 
     def key_hints(self) -> list[tuple[str, str, str, Binding]]:
         """(keys as shown, description, binding id, binding) for every binding, after the
@@ -1119,12 +656,7 @@ class SwitchboardApp(App[None]):
                 asyncio.get_running_loop().remove_signal_handler(sig)
         for t in self._tasks:
             t.cancel()
-        if self.intake is not None:  # no new requests while the engine drains
-            await self.intake.aclose()
-        if self.engine is not None:
-            await self.engine.stop()
-        if self.store is not None:
-            await self.store.close()
+        await self.host.shutdown()
 
     async def on_unmount(self) -> None:
         await self.shutdown()
@@ -1133,91 +665,13 @@ class SwitchboardApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Resume all interrupted", "Queue every interrupted process again", self._resume_all)
-        yield SystemCommand("Cancel all queued", "Cancel every queued or waiting process", self._cancel_all)
-        yield SystemCommand("Load workflow…", "Register a workflow file's processes", self._ask_workflow)
+        operator = self.operator
+        yield SystemCommand("Resume all interrupted", "Queue every interrupted process again", operator.resume_all)
+        yield SystemCommand("Cancel all queued", "Cancel every queued or waiting process", operator.cancel_all)
+        yield SystemCommand("Load workflow…", "Register a workflow file's processes", operator.ask_workflow)
         yield SystemCommand("Export the focused list", "Write it as CSV and JSON to the data dir", self.action_export)
         yield SystemCommand("Show or hide completed processes", "In the queue pane", self.action_toggle_all)
-        yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", self._ask_key)
-
-    def _resume_all(self) -> None:
-        if not self._can_act():
-            return
-        ids = [p.id for p in self.source.processes.values() if p.state is State.INTERRUPTED]
-        self._confirm_bulk(ids, "resume", "Resume all {n} interrupted {processes}?", "Resume {n}",
-                           "resumed {done} interrupted {processes}")
-
-    def _cancel_all(self) -> None:
-        if not self._can_act():
-            return
-        ids = [p.id for p in self.source.queue()]
-        self._confirm_bulk(ids, "cancel", "Cancel all {n} queued or waiting {processes}?", "Cancel {n}",
-                           "cancelled {done} queued {processes}")
-
-    def _confirm_bulk(self, ids: list[str], kind: str, question: str, yes: str, done: str) -> None:
-        """Asks before acting on many processes, naming how many; acts on exactly those."""
-        if not ids:
-            self.notify(f"nothing to {kind}")
-            return
-
-        def plural(n: int) -> str:
-            return "process" if n == 1 else "processes"
-
-        async def answered(confirmed: bool | None) -> None:
-            if not confirmed:
-                return
-            acted = 0
-            for pid in ids:
-                if await self._act(kind, {"id": pid}) is not None:
-                    acted += 1
-            self.notify(done.format(done=acted, processes=plural(acted)))
-
-        n = len(ids)
-        self.push_screen(ConfirmScreen(question.format(n=n, processes=plural(n)), yes.format(n=n)), answered)
-
-    def _ask_workflow(self) -> None:
-        if not self._can_act():
-            return
-
-        async def submitted(values: dict[str, str] | None) -> None:
-            if not values:
-                return
-            from console.engine.workflow import parse_workflow
-
-            try:
-                workflow = await asyncio.to_thread(parse_workflow, values["path"].strip())
-            except UserError as e:
-                self.notify(clean(str(e)), severity="error", markup=False)
-                return
-            message = await self._act("load", workflow.to_json())
-            if message:
-                self.notify(clean(message), markup=False)
-
-        self.push_screen(FormScreen("Load a workflow file", [("path", "Path", "")], ok="Load"), submitted)
-
-    def _ask_key(self) -> None:
-        if self.engine is None:
-            self.notify("Only the console that runs the engine holds the key.", severity="warning")
-            return
-
-        async def submitted(values: dict[str, str] | None) -> None:
-            if values and values["key"].strip():
-                from console.voice.center import call_center
-
-                await call_center(self.engine).gateway().set_api_key(values["key"].strip())
-                self.notify("API key set for this session; resume the work that waited for it")
-
-        self.push_screen(FormScreen("Groq API key (memory only)", [("key", "Key", "")], ok="Set"), submitted)
-
-
-def _process_id(p: Process) -> str:
-    return p.id
-
-
-def _field_at_fault(message: str, starts: dict[str, str]) -> str | None:
-    """The form field an engine's error is about, by how the message begins (None: the form)."""
-    return next((field for start, field in starts.items() if message.startswith(start)), None)
-
+        yield SystemCommand("Set the Groq API key…", "Kept in memory only, never written", operator.ask_key)
 
 def _row_label(list_id: str | None, key: Any) -> str:
     """A row's key as the user reads it: a process id, a call or transfer id, an event."""
@@ -1228,50 +682,3 @@ def _row_label(list_id: str | None, key: Any) -> str:
     if list_id == "events":
         return f"event #{key}"
     return clean(key)
-
-
-def _edge_label(d: Any) -> str:
-    return d.type.value + (f" ≥{d.required_completion_percent:g}%" if d.required_completion_percent < 100 else "")
-
-
-def _fit(parts: list[str], width: int, separator: str = "  │  ") -> str:
-    """The parts, most important first, that fit in `width` cells: one that does not fit is
-    left out whole rather than cut off at the edge (the first is always kept)."""
-    kept: list[str] = []
-    used = 0
-    for part in parts:
-        need = cell_len(part) + (cell_len(separator) if kept else 0)
-        if not kept or width <= 0 or used + need <= width:
-            kept.append(part)
-            used += need
-    return separator.join(kept)
-
-
-def _short(path: Path) -> str:
-    home = str(Path.home())
-    text = str(path)
-    return "~" + text[len(home):] if text.startswith(home + "/") else text
-
-
-def _export_row(item: Any, rows: RowList) -> dict[str, Any]:
-    """Processes and events as their JSON; other rows as the columns shown, by title."""
-    if isinstance(item, Process):
-        return item.summary()
-    if isinstance(item, Event):
-        return item.to_json()
-    cells = rows.render_row(item)
-    return {c.title.lower(): "".join(part for part, _ in cell_parts(v)).strip() for c, v in zip(rows.columns, cells)}
-
-
-def _write_exports(stem: Path, rows: list[dict[str, Any]]) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str))
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys or ["value"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
-    stem.with_suffix(".csv").write_text(buf.getvalue())

@@ -15,9 +15,9 @@ from typing import Any, Callable, overload
 
 from console.engine.graph import DependencyGraph
 from console.engine.orchestrator import Orchestrator, lease_is_stale
-from console.model import Event, Process, ResumeRequest, State, UserError
+from console.model import Call, Checkpoint, Event, Process, ResumeRequest, State, Transfer, UserError
 from console.settings import Settings
-from console.store import Command, LeaseHolder, Store
+from console.store import Command, LeaseHolder, Store, VoiceLine
 
 
 EVENTS_AT_START = 500  # an observer's feed starts with the most recent events
@@ -61,6 +61,49 @@ class Source:
 
     async def act(self, kind: str, payload: dict[str, Any]) -> str:
         raise NotImplementedError
+
+    # -- reads of the database: the console's only way to it (its panes and dialogs) ----------------
+
+    async def recent_events(self, limit: int) -> list[Event]:
+        return await self.store.events(limit=limit)
+
+    async def process_history(self, process_id: str, limit: int) -> list[Event]:
+        return await self.store.events(process_id=process_id, limit=limit)
+
+    async def checkpoints(self, process_id: str, limit: int) -> list[Checkpoint]:
+        return await self.store.checkpoints(process_id, limit=limit)
+
+    async def logs(self, process_id: str, limit: int) -> list[tuple[float, str]]:
+        return await self.store.logs(process_id, limit=limit)
+
+    async def calls(self, limit: int) -> list[Call]:
+        return await self.store.list_calls(limit=limit)
+
+    async def call(self, call_id: str, turns: int) -> Call | None:
+        return await self.store.get_call(call_id, turns=turns)
+
+    async def transfers(self, limit: int) -> list[Transfer]:
+        return await self.store.list_transfers(limit=limit)
+
+    async def transfer(self, transfer_id: str) -> Transfer | None:
+        return await self.store.get_transfer(transfer_id)
+
+    async def voice_lines(self, limit: int) -> list[VoiceLine]:
+        return await self.store.voice_lines(limit=limit)
+
+
+async def open_database(settings: Settings) -> Store:
+    """The console's connection to its database, opened: one for the console's whole life,
+    shared by the engine it may run and the Source its panes read through."""
+    from console.store import open_store
+
+    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
+    await store.open()
+    return store
+
+
+async def close_database(store: Store) -> None:
+    await store.close()
 
 
 class LiveSource(Source):

@@ -84,10 +84,10 @@ STATES: tuple[str, ...] = (
 )
 STATE_VARIABLES: tuple[str, ...] = tuple(f"state-{state}" for state in STATES)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-_VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # "<colour>" or "<colour> <alpha>%" (as Textual's own themes write e.g. "#81a1c1 35%")
-_COLOUR_WITH_ALPHA_RE = re.compile(r"^(?P<colour>.+?)(?:\s+\d+(?:\.\d+)?%)?$")
+_COLOUR_WITH_ALPHA_RE = re.compile(r"(?P<colour>.+?)(?:\s+\d+(?:\.\d+)?%)?")
 _COLOUR_KEYWORDS = frozenset({"auto", "initial"})
 
 
@@ -143,7 +143,7 @@ def _is_colour_variable(name: str) -> bool:
 
 def _is_colour_value(value: str) -> bool:
     """A CSS colour value: a colour or ``auto``, optionally followed by ``NN%``."""
-    match = _COLOUR_WITH_ALPHA_RE.match(value.strip())
+    match = _COLOUR_WITH_ALPHA_RE.fullmatch(value.strip())
     if match is None:
         return False
     colour = match.group("colour")
@@ -178,7 +178,7 @@ def load_theme_file(path: Path | str) -> Theme:
     if "name" not in data:
         raise fail("missing 'name'")
     name = data["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise fail(
             f"'name' = {_show(name)} is not a valid theme name "
             "(letters, digits, '-' and '_', not starting with '-' or '_')"
@@ -218,7 +218,7 @@ def load_theme_file(path: Path | str) -> Theme:
     if not isinstance(table, dict):
         raise fail(f"'variables' = {_show(table)} must be a table ([variables])")
     for key, value in table.items():
-        if not _VARIABLE_NAME_RE.match(key):
+        if not _VARIABLE_NAME_RE.fullmatch(key):
             raise fail(f"variable {key!r} is not a valid CSS variable name")
         if not isinstance(value, str):
             raise fail(f"variable {key!r} = {_show(value)} must be a string")

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Static
 
-from console.store import LeaseHolder
+from console.store.ports import LeaseHolder
 
 
 class OwnerBanner(Horizontal):

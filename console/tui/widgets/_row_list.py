@@ -1,188 +1,33 @@
-"""The console's widgets. Lists that grow large or change often are `RowList`s: a virtual
-list on Textual's Line API that renders only the visible lines, from a sequence it is
-handed by reference (measured: the stock DataTable blocks the loop for ~1.6 s at 10,000
+"""A virtual list on Textual's Line API that renders only the visible lines, from a sequence
+it is handed by reference (measured: the stock DataTable blocks the loop for ~1.6 s at 10,000
 rows, and each `update_cell` repaints the whole table)."""
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
 from textual.strip import Strip
+from textual.widget import Widget
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from console.tui.widgets._columns import Column, Part, Row, cell_parts, column_layout
+from console.tui.widgets._line_frame import CACHE_LIMIT, LineFrame
+from console.tui.widgets._text import clean
 
-
-def clean(value: Any) -> str:
-    """Text from outside (process names, logs, transcripts, LLM output) shown as text:
-    control characters, escape sequences included, become visible `\\xNN`."""
-    text = "" if value is None else str(value)
-    text = text.replace("\r\n", "⏎").replace("\n", "⏎")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def literal(value: Any, style: str | Style = "") -> Text:
-    """A Text that is never parsed for markup."""
-    return Text(clean(value), style=style, no_wrap=True, overflow="ellipsis")
-
-
-@dataclass
-class Column:
-    """A list's column. `width` is fixed; 0 takes the room left, at least `least` before
-    columns are dropped. With `fit`, the column is as wide as the widest `fit(item)` on
-    screen (at most `width` when given, else a third of the line) and is cut, down to `least`,
-    only after every flexible column. `drop`: shown only while there is room, the lowest
-    `drop` given up first (0: always shown)."""
-
-    title: str
-    width: int
-    fit: Callable[[Any], str] | None = None
-    least: int = 0
-    drop: int = 0
-
-
-FLEX_LEAST = 16  # a flexible column narrower than this gives way: columns are dropped first
-FLEX_FLOOR = 6  # the narrowest a flexible column is cut to before fitted ones (ids) are cut
-
-
-def column_layout(columns: Sequence[Column], total: int, fitted: Sequence[int]) -> tuple[tuple[int, int], ...]:
-    """(column index, width) of the columns shown in `total` cells (one space between two),
-    `fitted[i]` being column i's widest value on screen. Made when the size or the widest
-    values change, never per line."""
-    widths: list[int] = []
-    for c, widest in zip(columns, fitted):
-        title = cell_len(c.title)
-        if c.fit is not None:
-            widths.append(max(title, min(widest, c.width or max(title, total // 3))))
-        else:
-            widths.append(c.width or max(c.least or FLEX_LEAST, title))
-    shown = list(range(len(columns)))
-
-    def excess() -> int:
-        return sum(widths[i] for i in shown) + len(shown) - 1 - total
-
-    for i in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: columns[i].drop):
-        if excess() <= 0:
-            break
-        shown.remove(i)
-    flexible = [i for i in shown if not columns[i].width and columns[i].fit is None]
-    over = excess()
-    if flexible:
-        # the flexible columns hold their least: what is left over is theirs, what is missing
-        # is taken from them first
-        room = sum(widths[i] for i in flexible) - over
-        for n, i in enumerate(flexible):
-            widths[i] = room // len(flexible) + (1 if n < room % len(flexible) else 0)
-        over = sum(max(0, FLEX_FLOOR - widths[i]) for i in flexible)
-        for i in flexible:
-            widths[i] = max(FLEX_FLOOR, widths[i])
-    for i in shown:  # still too wide: ids are cut last
-        c = columns[i]
-        if over <= 0:
-            break
-        if c.fit is not None:
-            cut = min(over, widths[i] - max(1, c.least or cell_len(c.title)))
-            if cut > 0:
-                widths[i] -= cut
-                over -= cut
-    return tuple((i, widths[i]) for i in shown)
-
-
-# A row is a tuple with one entry per column: plain text, or (text, style) parts. Rows are
-# plain values, so a rendered line is cached by the row itself and re-rendered only when
-# what it shows changes (making a line costs ~60 µs here, a lookup nothing).
-Part = tuple[str, "str | Style"]
-CellValue = "str | Part | tuple[Part, ...]"
-Row = tuple[Any, ...]
-_CACHE_LIMIT = 4096
 _FRAME_LINES_KEPT = 1024  # whole lines a list keeps (LineFrame): some 25 screens of rows
 
 
 @lru_cache(maxsize=256)
 def _style(value: str | Style) -> Style:
     return value if isinstance(value, Style) else Style.parse(value)
-
-
-def cell_parts(value: Any) -> tuple[Part, ...]:
-    if isinstance(value, str):
-        return ((value, ""),)
-    if len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], tuple):
-        return (value,)
-    return value
-
-
-class LineFrame:
-    """A widget's lines drawn whole, and kept, by what they show. Textual draws each line of a
-    widget through its styles cache (border, padding, background, filters), which keeps one
-    line per row: when a list scrolls or fills with new rows, or a bar's text changes, each
-    line is drawn again, ~65 µs here on top of the widget's own content (under load the event
-    log renews its whole pane several times a second, the header its counts at every refresh,
-    ~0.5 ms a frame). For a widget framed by one cell on each side (a pane's border, a bar's
-    padding) a line is that cell, the content, that cell: the two cells are taken from a line
-    Textual drew, so they are the theme's exactly, and the rows above and below the content
-    (a border's top and bottom) are Textual's own, kept until the title changes. Anything else
-    (tint, opacity, an outline, a wider gutter) is left to Textual. Made again when the style
-    (focus, theme) or the size changes."""
-
-    def __init__(self, widget: Widget, textual_lines: Callable[[Region], list[Strip]], limit: int = _CACHE_LIMIT):
-        self.size = widget.outer_size
-        self.width, self.height = self.size
-        styles = widget.styles
-        gutter = styles.gutter
-        self.top, self.bottom = gutter.top, gutter.bottom
-        self.limit = limit
-        self.lines: dict[Any, Strip] = {}  # whole lines by what they show
-        self._rows: dict[int, tuple[Any, Strip]] = {}  # rows above and below the content: (title, line)
-        self._textual_lines = textual_lines
-        self.plain = (gutter.left == gutter.right == 1 and self.height > self.top + self.bottom
-                      and self.width > 2 and not styles.tint.a and styles.text_opacity == 1.0
-                      and widget.opacity == 1.0 and not any(kind for kind, _ in styles.outline))
-        if self.plain:
-            drawn = list(textual_lines(Region(0, self.top, self.width, 1))[0])  # a content line
-            self.plain = len(drawn) >= 2 and drawn[0].cell_length == 1 and drawn[-1].cell_length == 1
-        if self.plain:
-            self.left, self.right = drawn[0], drawn[-1]
-            self.filters = list(widget.get_line_filters())
-            self.background = widget.background_colors[1]
-
-    def render(self, widget: Widget, crop: Region, content: Callable[[int], tuple[Any, Callable[[], Strip]]]) -> list[Strip]:
-        """The lines in `crop`; `content(y)` says what content line y shows (a key) and how to
-        make it (a Strip as wide as the content)."""
-        strips: list[Strip] = []
-        x1, x2 = crop.column_span
-        last = self.height - self.bottom
-        for y in crop.line_range:
-            if y < self.top or y >= last:
-                title = (widget.border_title, widget.border_subtitle)
-                kept = self._rows.get(y)
-                if kept is None or kept[0] != title:
-                    kept = self._rows[y] = (title, self._textual_lines(Region(0, y, self.width, 1))[0])
-                strip = kept[1]
-            else:
-                key, make = content(y - self.top)
-                strip = self.lines.get(key)
-                if strip is None:
-                    inner = make()
-                    for line_filter in self.filters:  # as Textual filters its lines (by segment)
-                        inner = inner.apply_filter(line_filter, self.background)
-                    strip = Strip([self.left, *inner, self.right], self.width)
-                    if len(self.lines) >= self.limit:
-                        self.lines.clear()
-                    self.lines[key] = strip
-            strips.append(strip if (x1, x2) == (0, self.width) else strip.crop(x1, x2))
-        return strips
 
 
 class RowList(Widget, can_focus=True):
@@ -393,7 +238,7 @@ class RowList(Widget, can_focus=True):
         render_lines)."""
         strip = self._strips.get((key, bar))
         if strip is None:
-            if len(self._strips) > _CACHE_LIMIT:
+            if len(self._strips) > CACHE_LIMIT:
                 self._strips = {}
             strip = self._strips[(key, bar)] = self._make_strip(make, style, bar)
         return strip
@@ -571,183 +416,3 @@ class RowList(Widget, can_focus=True):
     def on_focus(self) -> None:
         if self.selected is not None:
             self.post_message(self.Highlighted(self, self.selected))
-
-
-def progress_cell(percent: float, width: int) -> tuple[Part, ...]:
-    """A progress bar with its percentage, as the parts of one cell."""
-    width = max(4, width - 5)
-    filled = int(round(percent / 100 * width))
-    return (("█" * filled, "bold"), ("░" * (width - filled), "dim"), (f" {percent:3.0f}%", ""))
-
-
-class TextLine(Widget):
-    """One line of text that owns its rendering. `Static.update` asks for a layout pass
-    (its size may change); a line of fixed height only needs a repaint."""
-
-    DEFAULT_CSS = "TextLine { height: 1; }"
-
-    def __init__(self, text: Text | str = "", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._text = Text(text) if isinstance(text, str) else text
-
-    def set_text(self, text: Text) -> None:
-        if text.plain != self._text.plain or text.spans != self._text.spans:
-            self._text = text
-            self.refresh()
-
-    @property
-    def text(self) -> Text:
-        return self._text
-
-    def render(self) -> Text:
-        return self._text
-
-
-class KeyBar(Widget):
-    """The keys at the bottom, on one line that owns its rendering. Textual's Footer mounts a
-    widget per key and recomposes them on every focus change: ~60 ms of loop time per `tab`
-    here. Keys whose action is off (an input has the focus, a dialog is open) are left out;
-    a click on a key runs its action. When the line is short the keys are closer together,
-    then the last keys give way; help, quit and the palette's key always stay (help lists
-    the keys left out)."""
-
-    DEFAULT_CSS = """
-    KeyBar { height: 1; dock: bottom; background: $footer-background; color: $footer-description-foreground; }
-    KeyBar > .keybar--key { color: $footer-key-foreground; text-style: bold; }
-    """
-    COMPONENT_CLASSES = {"keybar--key"}
-    PALETTE = ("ctrl+p", "palette", "command_palette")
-    PINNED = frozenset({"help", "quit"})  # binding ids always shown
-    # binding ids left out first, in this order, when the line is short; then the others, last first
-    GIVE_WAY = ("toggle_graph", "export", "force_resume", "new_voice")
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._text = Text()
-        self._spans: list[tuple[int, int, str]] = []  # (start, end, action) of each key's label
-
-    def on_mount(self) -> None:
-        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)  # focus moved
-        self.update_keys()
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        if self.is_mounted:
-            self.update_keys()
-
-    def _bindings_changed(self, _: Any = None) -> None:
-        self.update_keys()
-
-    def update_keys(self) -> None:
-        app = self.app
-        key_style = self.get_component_rich_style("keybar--key", partial=True)
-        text, spans = Text(" "), []
-        hints = [(keys, description, b.action, binding_id)
-                 for keys, description, binding_id, b in app.key_hints()  # type: ignore[attr-defined]
-                 if b.show and app.check_action(b.action, ())]
-        keys, description, action = self.PALETTE
-        palette = Text.assemble((keys.replace("ctrl+", "^"), key_style), f" {description} ")
-        gap, hints = self._fit(hints, self.size.width - 1 - len(palette))
-        for keys, description, action in hints:
-            start = len(text)
-            text.append(keys, key_style)
-            text.append(f" {description}{gap}")
-            spans.append((start, len(text) - len(gap), action))
-        keys, description, action = self.PALETTE
-        room = self.size.width - len(text) - len(palette)
-        if room >= 0:  # the last key's gap is before it
-            text.append(" " * room)
-            spans.append((len(text), len(text) + len(palette), action))
-            text.append_text(palette)
-        if text.plain != self._text.plain or text.spans != self._text.spans:
-            self._text, self._spans = text, spans
-            self.refresh()
-
-    def _fit(self, hints: list[tuple[str, str, str, str]], room: int) -> tuple[str, list[tuple[str, str, str]]]:
-        """The gap between keys and the keys shown in `room` cells: two spaces apart, else
-        one, else without the keys that give way first (none of the pinned ones)."""
-        def width(shown: list[tuple[str, str, str]], gap: str) -> int:
-            return sum(cell_len(keys) + 1 + cell_len(text) + len(gap) for keys, text, _ in shown)
-
-        shown = [(keys, text, action) for keys, text, action, _ in hints]
-        if width(shown, "  ") <= room:
-            return "  ", shown
-        order = {binding_id: n for n, binding_id in enumerate(self.GIVE_WAY)}
-        give_way = sorted((i for i, hint in enumerate(hints) if hint[3] not in self.PINNED),
-                          key=lambda i: (order.get(hints[i][3], len(order)), -i))
-        for dropped in range(len(give_way) + 1):
-            left_out = set(give_way[:dropped])
-            shown = [(keys, text, action) for i, (keys, text, action, _) in enumerate(hints) if i not in left_out]
-            if width(shown, " ") <= room:
-                break
-        return " ", shown
-
-    def on_resize(self) -> None:
-        self.update_keys()
-
-    def render(self) -> Text:
-        return self._text
-
-    async def on_click(self, event: events.Click) -> None:
-        for start, end, action in self._spans:
-            if start <= event.x < end:
-                await self.app.run_action(action)
-                return
-
-
-class StatusBar(TextLine):
-    """What the console runs on, one line of parts. A short line takes the parts' short
-    forms and closer separators, then gives up parts, the least important first."""
-
-    DEFAULT_CSS = """
-    StatusBar { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._parts: list[tuple[str, str, int]] = []
-
-    def set_parts(self, parts: list[tuple[str, str, int]]) -> None:
-        """(text, short form, rank) in the order shown: rank 0 is given up last."""
-        if parts != self._parts:
-            self._parts = parts
-            self._fit()
-
-    def on_resize(self) -> None:
-        self._fit()
-
-    def _fit(self) -> None:
-        self.set_text(literal(fit_parts(self._parts, self.content_size.width)))
-
-
-def fit_parts(parts: Sequence[tuple[str, str, int]], width: int) -> str:
-    """The status line's text in `width` cells (see StatusBar): closer separators first,
-    then short forms, then fewer parts, the highest rank first each time."""
-    by_rank = sorted(range(len(parts)), key=lambda i: -parts[i][2])
-    texts = [text for text, _, _ in parts]
-    candidates = [("  │  ", list(texts)), (" │ ", list(texts))]
-    for i in by_rank:
-        if parts[i][1]:
-            texts[i] = parts[i][1]
-            candidates.append((" │ ", list(texts)))
-    for i in by_rank[:-1]:
-        texts[i] = ""
-        candidates.append((" │ ", [text for text in texts if text]))
-    for separator, shown in candidates:
-        line = separator.join(shown)
-        if cell_len(clean(line)) <= width:
-            return line
-    return candidates[-1][1][0] if parts else ""  # the most important alone, cut where the line ends
-
-
-_BARS = " ▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[float], width: int, floor: float) -> str:
-    """The last `width` values as bars scaled from 0 to max(values, floor), oldest left and
-    padded with blanks, so a quiet minute reads as low bars and the scale never exaggerates
-    noise (Textual's Sparkline scales min..max and fills a single value to the top)."""
-    shown = list(values)[-width:]
-    top = max([floor, *shown])
-    bars = "".join(_BARS[min(8, int(round(v / top * 8)))] if v > 0 else "▁" for v in shown)
-    return bars.rjust(width, " ")
