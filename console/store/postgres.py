@@ -19,8 +19,9 @@ How it keeps the ports' contracts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -123,15 +124,29 @@ class PostgresStore(GroupCommitted):
             raise RuntimeError("store is not open")
         return self._pool
 
-    async def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection of the pool. psycopg_pool waits for a free one through asyncio.wait_for,
+        which on Python 3.11 can swallow a cancellation that arrives as the connection does
+        (CPython gh-86296): the task ran on as if not cancelled, and an engine stopping while it
+        pruned history never ended. A request made during the wait is still counted on the task
+        (Task.cancelling), so it is raised here."""
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
         async with self._require().connection() as conn:
+            if task is not None and task.cancelling() > asked:
+                raise asyncio.CancelledError
+            yield conn
+
+    async def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
             return await (await conn.execute(SQL[name], params)).fetchall()
 
     # -- group commit -----------------------------------------------------------------
 
     async def _apply(self, batch: WriteBatch, settle: Settle) -> None:
         statements = write_rows(batch, self._spec_json)
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 async with conn.cursor() as cur:
                     for name, rows in statements:
@@ -143,7 +158,7 @@ class PostgresStore(GroupCommitted):
     async def acquire_lease(
         self, holder: LeaseHolder, is_stale: Callable[[LeaseHolder], bool]
     ) -> LeaseHolder | None:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 current = holder_from(await (await conn.execute(SQL["lease_for_update"])).fetchone())
                 if current is not None and current.token != holder.token and not is_stale(current):
@@ -156,7 +171,7 @@ class PostgresStore(GroupCommitted):
         return None
 
     async def renew_lease(self, token: str, now: float) -> bool:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 renewed = (await conn.execute(SQL["renew_lease"], {"token": token, "now": now})).rowcount == 1
                 if renewed:
@@ -164,7 +179,7 @@ class PostgresStore(GroupCommitted):
         return renewed
 
     async def release_lease(self, token: str) -> None:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 if (await conn.execute(SQL["release_lease"], {"token": token})).rowcount:
                     await conn.execute(SQL["bump_changes"])
@@ -176,7 +191,7 @@ class PostgresStore(GroupCommitted):
     # -- state ----------------------------------------------------------------------------
 
     async def load_snapshot(self) -> Snapshot:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             # one snapshot of the database for every part
             async with conn.transaction():
                 await conn.execute(SQL["read_one_moment"])
@@ -216,7 +231,7 @@ class PostgresStore(GroupCommitted):
     # -- inbox ------------------------------------------------------------------------------
 
     async def post_command(self, kind: str, payload: dict[str, Any]) -> int:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 row = await (await conn.execute(SQL["post_command"], {
                     "kind": kind, "payload": json_text(payload), "created_at": time.time()})).fetchone()
@@ -275,7 +290,7 @@ class PostgresStore(GroupCommitted):
         return total
 
     async def _delete(self, name: str, params: dict[str, Any]) -> int:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 deleted = (await conn.execute(SQL[name], params)).rowcount
                 if deleted:
@@ -285,7 +300,7 @@ class PostgresStore(GroupCommitted):
     # -- calls, voice requests, transfers -------------------------------------------------------
 
     async def get_call(self, call_id: str, turns: int = 50) -> Call | None:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():  # the call, its turns and their count as of one moment
                 await conn.execute(SQL["read_one_moment"])
                 call = await (await conn.execute(SQL["get_call"], {"id": call_id})).fetchone()
