@@ -191,3 +191,31 @@ def test_status_never_prints_a_password_written_in_the_url(url):
     assert status.returncode == 0, status.stderr
     assert "s3cret-pw" not in status.stdout + status.stderr
     assert json.loads(status.stdout)["db"].startswith("postgresql://")
+
+
+async def test_a_call_cancelled_while_it_waits_for_a_connection_ends_cancelled(url):
+    """A reader waiting for the pool's one connection is cancelled at each moment around the
+    connection's return: it ends cancelled, or with its answer if it had one before; it never
+    runs on with the cancellation swallowed (psycopg_pool's wait on Python 3.11, which left an
+    engine stopping mid-prune waiting forever)."""
+    from console.store.postgres import PostgresStore
+
+    store = PostgresStore(url, pool_size=1)
+    await store.open()
+    pool = store._require()
+    try:
+        for turns in range(8):
+            async with pool.connection():  # the only connection: the reader waits for it
+                reader = asyncio.create_task(store.lease_holder())
+                while pool.get_stats().get("requests_waiting", 0) < 1:
+                    await asyncio.sleep(0)
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            if reader.done():
+                assert reader.result() is None  # answered before the cancel came: nothing to cancel
+                continue
+            assert reader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+    finally:
+        await store.close()

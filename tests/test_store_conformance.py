@@ -36,7 +36,7 @@ from console.model import (
     Turn,
     VoiceRequest,
 )
-from console.store import CHECKPOINTS_KEPT, LeaseHolder, Store, VoiceLine, WriteBatch
+from console.store import CHECKPOINTS_KEPT, LeaseHolder, Store, VoiceLine, WriteBatch, ports
 from console.store.memory import MemoryDatabase, MemoryStore
 from console.store.sqlite import SqliteStore
 
@@ -162,6 +162,24 @@ def test_the_adapter_offers_every_method_of_the_store_port(adapter, database):
         assert [(p.name, p.default) for p in offered] == [(p.name, p.default) for p in wanted], name
         assert inspect.iscoroutinefunction(getattr(made, name)) == inspect.iscoroutinefunction(member), name
     assert isinstance(made.path, str) and made.submitted == 0
+
+
+def test_the_adapter_offers_no_method_beyond_the_store_port(adapter, database):
+    """A caller can ask only what the ports say, so it runs on every adapter: no method of one
+    adapter's own (such as SQLite's change counter under its PRAGMA's name)."""
+    made = adapter.connect(database)
+    port = {name for name, _ in inspect.getmembers(Store, callable)}
+    own = [name for name, _ in inspect.getmembers(made, inspect.ismethod)
+           if not name.startswith("_") and name not in port]
+    assert own == []
+
+
+def test_the_ports_contracts_name_no_adapters_mechanism():
+    """The contracts hold for every adapter: what one database does to keep them (a PRAGMA, a
+    journal setting, a NOTIFY channel) is said in that adapter, not in the ports."""
+    text = inspect.getsource(ports)
+    for word in ("PRAGMA", "data_version", "synchronous", "journal", "WAL", "NOTIFY", "psycopg", "aiosqlite"):
+        assert word not in text, word
 
 
 # -- engine state ----------------------------------------------------------------------------------

@@ -7,9 +7,8 @@ adapter.
 
 Words used in the contracts:
 
-* committed: durable to the adapter's own standard (SQLite: the transaction's COMMIT returned,
-  with the configured `synchronous`) and visible to every other connection to the same
-  database from then on. A read never sees part of a write batch.
+* committed: durable to the adapter's own standard (its module says which) and visible to
+  every other connection to the same database from then on. A read never sees part of a write batch.
 * connection: one adapter object after `open()`. Two connections to one database (two
   processes, or two objects in one process) see each other's commits.
 * newest `limit`, in order: the last `limit` items by their order, returned oldest first.
@@ -328,6 +327,5 @@ class Store(EngineState, Leases, Inbox, History, CallRecords, Protocol):
     async def change_marker(self) -> Hashable:
         """An opaque value that differs from any earlier one once another connection has
         committed a change: compare two with == and reload if they differ. Whether this
-        connection's own commits change it is up to the adapter. (SQLite: PRAGMA data_version;
-        a server database: e.g. a counter every writing transaction raises, or the number of
-        NOTIFYs this connection has received on a channel every write notifies.)"""
+        connection's own commits change it is up to the adapter, and so is what the value is
+        (each adapter's method says)."""

@@ -5,9 +5,9 @@ loads psycopg. Its SQL is in sql/postgres/ (console.store.pg_sql).
 
 How it keeps the ports' contracts:
 
-* Group commit as SqliteStore: `write` merges its batch into the one gathering and a single
-  flusher commits batches in order, one transaction each, every statement an executemany
-  (psycopg pipelines its rows: one round trip per statement, not per row).
+* Group commit (console.store.group_commit): batches commit in order, one transaction each,
+  every statement an executemany (psycopg pipelines its rows: one round trip per statement,
+  not per row). Rows are built by console.store.rows, as for SQLite.
 * Every writing transaction raises the `changes` counter, which is what `change_marker` reads.
 * The lease is one row, read FOR UPDATE and taken in the same transaction; its `generation`
   rises each time it passes to another token (the fencing number of a future multi-runner
@@ -19,37 +19,35 @@ How it keeps the ports' contracts:
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable, WriteRejected
-from console.model import (
-    Call,
-    Checkpoint,
-    Dependency,
-    DependencyType,
-    Event,
-    Interruption,
-    json_text,
-    Metrics,
-    Priority,
-    Process,
-    RequestSource,
-    ResumeRequest,
-    State,
-    Transfer,
-    TransferStatus,
-    Turn,
-    VoiceRequest,
-)
+from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable
+from console.model import Call, Checkpoint, Dependency, Event, json_text, Process, ResumeRequest, Transfer, Turn, VoiceRequest
 from console.store import pg_sql
-from console.store.ports import CHECKPOINTS_KEPT, Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
+from console.store.group_commit import GroupCommit, GroupCommitted, Settle
+from console.store.ports import Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
+from console.store.rows import (
+    checkpoint_from,
+    command_from,
+    dependency_from,
+    event_from,
+    holder_from,
+    new_command_from,
+    process_from,
+    request_from,
+    SpecJson,
+    transfer_from,
+    turn_from,
+    voice_from,
+    write_rows,
+)
 
 SQL = pg_sql.statements()
 SCHEMA_VERSION = len(pg_sql.migrations())
@@ -76,29 +74,15 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-class _Commit(asyncio.Future):
-    """A group commit's completion, shared by its writes and by `barrier`'s waiters: it cannot
-    be cancelled, so one waiter being cancelled does not cancel what the others wait for."""
-
-    def cancel(self, msg: Any = None) -> bool:
-        return False
-
-
-class PostgresStore:
+class PostgresStore(GroupCommitted):
     def __init__(self, url: str, pool_size: int = POOL_SIZE, connect_timeout_s: float = CONNECT_TIMEOUT_S):
         self.path = shown_url(url)
         self._url = url
         self._pool_size = pool_size
         self._connect_timeout_s = connect_timeout_s
         self._pool: AsyncConnectionPool | None = None
-        self._pending = WriteBatch()
-        self._pending_done: asyncio.Future[None] | None = None
-        self._inflight_done: asyncio.Future[None] | None = None
-        self.submitted = 0  # write() calls merged so far: a write's number, for barrier(upto=)
-        self._inflight_upto = 0  # the last write in the batch being committed
-        self._committed_upto = 0  # every write up to this one is committed
-        self._flusher: asyncio.Task[None] | None = None
-        self.commits = 0  # transactions written by the group committer (for tests and benchmarks)
+        self._group = GroupCommit(self._apply, psycopg.IntegrityError, detail=_first_line)
+        self._spec_json = SpecJson()
         self.lease_generation: int | None = None
         """The lease's generation when this connection last took it (None: never took it)."""
 
@@ -131,8 +115,7 @@ class PostgresStore:
     async def close(self) -> None:
         if self._pool is None:
             return
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._group.drain()
         await self._pool.close()
         self._pool = None
 
@@ -141,66 +124,33 @@ class PostgresStore:
             raise RuntimeError("store is not open")
         return self._pool
 
-    async def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection of the pool. psycopg_pool waits for a free one through asyncio.wait_for,
+        which on Python 3.11 can swallow a cancellation that arrives as the connection does
+        (CPython gh-86296): the task ran on as if not cancelled, and an engine stopping while it
+        pruned history never ended. A request made during the wait is still counted on the task
+        (Task.cancelling), so it is raised here."""
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
         async with self._require().connection() as conn:
+            if task is not None and task.cancelling() > asked:
+                raise asyncio.CancelledError
+            yield conn
+
+    async def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
             return await (await conn.execute(SQL[name], params)).fetchall()
 
     # -- group commit -----------------------------------------------------------------
 
-    async def write(self, batch: WriteBatch) -> None:
-        if batch.empty():
-            return
-        self._pending.merge(batch)
-        if self._pending_done is None:
-            self._pending_done = _Commit(loop=asyncio.get_running_loop())
-        done = self._pending_done
-        self.submitted += 1
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_loop(), name="store-flush")
-        await done
-
-    def barrier(self, upto: int | None = None) -> asyncio.Future[None] | None:
-        """A future done once every write submitted so far (or the first `upto`) is committed;
-        None if they are. Batches commit in order, so a later one stands for all before it."""
-        if upto is not None and upto <= self._committed_upto:
-            return None
-        if upto is not None and upto <= self._inflight_upto:
-            future = self._inflight_done
-        else:
-            future = self._pending_done or self._inflight_done
-        return None if future is None or future.done() else future
-
-    async def _flush_loop(self) -> None:
-        while not self._pending.empty():
-            batch, done = self._pending, self._pending_done
-            self._pending, self._pending_done = WriteBatch(), None
-            self._inflight_done, self._inflight_upto = done, self.submitted
-            try:
-                await self._apply(batch)
-            except BaseException as e:  # noqa: BLE001 - handed to every waiter
-                if isinstance(e, psycopg.IntegrityError):  # the port's error, not the driver's
-                    rejected = WriteRejected(
-                        f"the write broke an integrity rule ({_first_line(e)}); none of it was committed")
-                    rejected.__cause__ = e
-                    e = rejected
-                if done is not None and not done.done():
-                    done.set_exception(e)
-                    done.exception()  # mark retrieved: a waiter may have gone
-                if isinstance(e, asyncio.CancelledError):
-                    raise
-            else:
-                self._committed_upto = max(self._committed_upto, self._inflight_upto)
-                if done is not None and not done.done():
-                    self.commits += 1
-                    done.set_result(None)
-
-    async def _apply(self, batch: WriteBatch) -> None:
-        statements = _batch_statements(batch)
-        async with self._require().connection() as conn:
+    async def _apply(self, batch: WriteBatch, settle: Settle) -> None:
+        statements = write_rows(batch, self._spec_json)
+        async with self._connection() as conn:
             async with conn.transaction():
                 async with conn.cursor() as cur:
-                    for sql, rows in statements:
-                        await cur.executemany(sql, rows)
+                    for name, rows in statements:
+                        await cur.executemany(SQL[name], rows)
                     await cur.execute(SQL["bump_changes"])
 
     # -- ownership ----------------------------------------------------------------------
@@ -208,9 +158,9 @@ class PostgresStore:
     async def acquire_lease(
         self, holder: LeaseHolder, is_stale: Callable[[LeaseHolder], bool]
     ) -> LeaseHolder | None:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
-                current = _holder_from(await (await conn.execute(SQL["lease_for_update"])).fetchone())
+                current = holder_from(await (await conn.execute(SQL["lease_for_update"])).fetchone())
                 if current is not None and current.token != holder.token and not is_stale(current):
                     return current
                 taken = await (await conn.execute(SQL["take_lease"], {
@@ -221,7 +171,7 @@ class PostgresStore:
         return None
 
     async def renew_lease(self, token: str, now: float) -> bool:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 renewed = (await conn.execute(SQL["renew_lease"], {"token": token, "now": now})).rowcount == 1
                 if renewed:
@@ -229,19 +179,19 @@ class PostgresStore:
         return renewed
 
     async def release_lease(self, token: str) -> None:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 if (await conn.execute(SQL["release_lease"], {"token": token})).rowcount:
                     await conn.execute(SQL["bump_changes"])
 
     async def lease_holder(self) -> LeaseHolder | None:
         rows = await self._rows("lease_holder")
-        return _holder_from(rows[0]) if rows else None
+        return holder_from(rows[0]) if rows else None
 
     # -- state ----------------------------------------------------------------------------
 
     async def load_snapshot(self) -> Snapshot:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             # one snapshot of the database for every part
             async with conn.transaction():
                 await conn.execute(SQL["read_one_moment"])
@@ -249,30 +199,30 @@ class PostgresStore:
                 async def rows(name: str) -> list[dict[str, Any]]:
                     return await (await conn.execute(SQL[name])).fetchall()
 
-                processes = [_process_from(r) for r in await rows("list_processes")]
-                dependencies = [_dependency_from(r) for r in await rows("list_dependencies")]
-                requests = [_request_from(r) for r in await rows("list_requests")]
+                processes = [process_from(r) for r in await rows("list_processes")]
+                dependencies = [dependency_from(r) for r in await rows("list_dependencies")]
+                requests = [request_from(r) for r in await rows("list_requests")]
                 pools = {r["name"]: r["size"] for r in await rows("list_pools")}
                 last_event = (await rows("last_event_seq"))[0]["n"]
                 last_request = (await rows("last_request_seq"))[0]["n"]
         return Snapshot(processes, dependencies, requests, pools, last_event, last_request)
 
     async def list_processes(self) -> list[Process]:
-        return [_process_from(r) for r in await self._rows("list_processes")]
+        return [process_from(r) for r in await self._rows("list_processes")]
 
     async def get_process(self, process_id: str) -> Process | None:
         rows = await self._rows("get_process", {"id": process_id})
-        return _process_from(rows[0]) if rows else None
+        return process_from(rows[0]) if rows else None
 
     async def list_dependencies(self) -> list[Dependency]:
-        return [_dependency_from(r) for r in await self._rows("list_dependencies")]
+        return [dependency_from(r) for r in await self._rows("list_dependencies")]
 
     async def list_requests(self) -> list[ResumeRequest]:
-        return [_request_from(r) for r in await self._rows("list_requests")]
+        return [request_from(r) for r in await self._rows("list_requests")]
 
     async def get_request(self, process_id: str) -> ResumeRequest | None:
         rows = await self._rows("get_request", {"id": process_id})
-        return _request_from(rows[0]) if rows else None
+        return request_from(rows[0]) if rows else None
 
     async def change_marker(self) -> int:
         """The `changes` counter: every writing transaction, on any connection, raises it."""
@@ -281,7 +231,7 @@ class PostgresStore:
     # -- inbox ------------------------------------------------------------------------------
 
     async def post_command(self, kind: str, payload: dict[str, Any]) -> int:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 row = await (await conn.execute(SQL["post_command"], {
                     "kind": kind, "payload": json_text(payload), "created_at": time.time()})).fetchone()
@@ -289,15 +239,11 @@ class PostgresStore:
         return row["id"]
 
     async def new_commands(self) -> list[Command]:
-        return [Command(r["id"], r["kind"], json.loads(r["payload"]), r["created_at"])
-                for r in await self._rows("new_commands")]
+        return [new_command_from(r) for r in await self._rows("new_commands")]
 
     async def get_command(self, command_id: int) -> Command | None:
         rows = await self._rows("get_command", {"id": command_id})
-        if not rows:
-            return None
-        r = rows[0]
-        return Command(r["id"], r["kind"], json.loads(r["payload"]), r["created_at"], r["status"], r["result"])
+        return command_from(rows[0]) if rows else None
 
     # -- history ----------------------------------------------------------------------------
 
@@ -305,10 +251,10 @@ class PostgresStore:
         self, process_id: str | None = None, limit: int = 100, before_seq: int | None = None
     ) -> list[Event]:
         rows = await self._rows("events", {"process_id": process_id, "before_seq": before_seq, "limit": limit})
-        return [_event_from(r) for r in reversed(rows)]
+        return [event_from(r) for r in reversed(rows)]
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        return [_event_from(r) for r in await self._rows("events_after", {"seq": seq, "limit": limit})]
+        return [event_from(r) for r in await self._rows("events_after", {"seq": seq, "limit": limit})]
 
     async def count_events(self, types: list[str], since: float) -> dict[str, int]:
         rows = await self._rows("count_events", {"types": list(types), "since": since})
@@ -316,8 +262,7 @@ class PostgresStore:
 
     async def checkpoints(self, process_id: str, limit: int = 20) -> list[Checkpoint]:
         rows = await self._rows("checkpoints", {"id": process_id, "limit": limit})
-        return [Checkpoint(r["process_id"], r["seq"], r["progress"], json.loads(r["data"]), r["created_at"])
-                for r in reversed(rows)]
+        return [checkpoint_from(r) for r in reversed(rows)]
 
     async def log_lines(self, after_id: int | None = None, limit: int = 1000) -> list[LogLine]:
         if after_id is None:
@@ -345,7 +290,7 @@ class PostgresStore:
         return total
 
     async def _delete(self, name: str, params: dict[str, Any]) -> int:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():
                 deleted = (await conn.execute(SQL[name], params)).rowcount
                 if deleted:
@@ -355,7 +300,7 @@ class PostgresStore:
     # -- calls, voice requests, transfers -------------------------------------------------------
 
     async def get_call(self, call_id: str, turns: int = 50) -> Call | None:
-        async with self._require().connection() as conn:
+        async with self._connection() as conn:
             async with conn.transaction():  # the call, its turns and their count as of one moment
                 await conn.execute(SQL["read_one_moment"])
                 call = await (await conn.execute(SQL["get_call"], {"id": call_id})).fetchone()
@@ -363,7 +308,7 @@ class PostgresStore:
                     return None
                 turn_rows = await (await conn.execute(SQL["call_turns"], {"id": call_id, "limit": turns})).fetchall()
                 count = (await (await conn.execute(SQL["count_turns"], {"id": call_id})).fetchone())["n"]
-        listed = [_turn_from(r) for r in reversed(turn_rows)]
+        listed = [turn_from(r) for r in reversed(turn_rows)]
         return Call(call["id"], call["created_at"], call["updated_at"], listed, count, listed[-1] if listed else None)
 
     async def list_calls(self, limit: int = 50, offset: int = 0) -> list[Call]:
@@ -378,24 +323,24 @@ class PostgresStore:
 
     async def get_voice_request(self, request_id: str) -> VoiceRequest | None:
         rows = await self._rows("get_voice_request", {"id": request_id})
-        return _voice_from(rows[0]) if rows else None
+        return voice_from(rows[0]) if rows else None
 
     async def voice_requests(self, call_id: str | None = None, limit: int = 100) -> list[VoiceRequest]:
-        return [_voice_from(r) for r in await self._rows("voice_requests", {"call_id": call_id, "limit": limit})]
+        return [voice_from(r) for r in await self._rows("voice_requests", {"call_id": call_id, "limit": limit})]
 
     async def voice_lines(self, limit: int = 100) -> list[VoiceLine]:
         return [VoiceLine(**r) for r in await self._rows("voice_lines", {"limit": limit})]
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         rows = await self._rows("get_transfer", {"id": transfer_id})
-        return _transfer_from(rows[0]) if rows else None
+        return transfer_from(rows[0]) if rows else None
 
     async def list_transfers(
         self, status: str | None = None, limit: int = 50, offset: int = 0, call_id: str | None = None
     ) -> list[Transfer]:
         rows = await self._rows("list_transfers", {"status": status, "call_id": call_id, "limit": limit,
                                                    "offset": offset})
-        return [_transfer_from(r) for r in rows]
+        return [transfer_from(r) for r in rows]
 
 
 # -- migrations -----------------------------------------------------------------------------------------
@@ -418,144 +363,3 @@ async def _migrate(conn: psycopg.AsyncConnection, shown: str) -> None:
             await conn.execute(pg_sql.migrations()[number])
         if version < SCHEMA_VERSION:
             await conn.execute(SQL["set_schema_version"], {"version": SCHEMA_VERSION})
-
-
-# -- rows --------------------------------------------------------------------------------------------------
-
-
-def _batch_statements(b: WriteBatch) -> list[tuple[str, list[tuple]]]:
-    """The batch as (sql, rows) pairs, in an order that respects the foreign keys."""
-    out: list[tuple[str, list[tuple]]] = []
-    if b.processes:
-        out.append((SQL["upsert_process"], [_process_row(p) for p in b.processes.values()]))
-    if b.dependencies:
-        out.append((SQL["add_dependency"], [
-            (d.dependent, d.dependency, d.type.value, d.required_completion_percent, d.timeout_minutes)
-            for d in b.dependencies]))
-    gone = [(pid,) for pid, r in b.requests.items() if r is None]
-    if gone:
-        out.append((SQL["delete_request"], gone))
-    queued = [_request_row(r) for r in b.requests.values() if r is not None]
-    if queued:
-        out.append((SQL["upsert_request"], queued))
-    if b.checkpoints:
-        # one row per (process, seq): a later checkpoint of the same number replaces an earlier one
-        latest = {(c.process_id, c.seq): c for c in b.checkpoints}
-        out.append((SQL["upsert_checkpoint"], [
-            (c.process_id, c.seq, c.progress, json_text(c.data), c.created_at) for c in latest.values()]))
-        newest: dict[str, int] = {}
-        for c in b.checkpoints:
-            newest[c.process_id] = max(newest.get(c.process_id, 0), c.seq)
-        old = [(pid, seq - CHECKPOINTS_KEPT) for pid, seq in newest.items() if seq > CHECKPOINTS_KEPT]
-        if old:
-            out.append((SQL["prune_checkpoints"], old))
-    if b.events:
-        out.append((SQL["add_event"], [(e.seq, e.ts, e.process_id, e.type, e.message, e.data_json())
-                                       for e in b.events]))
-    if b.logs:
-        out.append((SQL["add_log"], list(b.logs)))
-    if b.pools:
-        out.append((SQL["upsert_pool"], list(b.pools.items())))
-    if b.calls:
-        out.append((SQL["upsert_call"], [(c.id, c.created_at, c.updated_at) for c in b.calls.values()]))
-    if b.turns:
-        out.append((SQL["add_turn"], [(t.call_id, t.call_id, t.role, t.text, t.created_at, t.source)
-                                      for t in b.turns]))
-    if b.voice_requests:
-        out.append((SQL["upsert_voice_request"], [_voice_row(v) for v in b.voice_requests.values()]))
-    if b.transfers:
-        out.append((SQL["upsert_transfer"], [_transfer_row(t) for t in b.transfers.values()]))
-    if b.commands_done:
-        now = time.time()
-        out.append((SQL["answer_command"], [(status, result, now, cid)
-                                            for cid, (status, result) in b.commands_done.items()]))
-    return out
-
-
-def _process_row(p: Process) -> tuple:
-    m = p.metrics
-    return (
-        p.id, p.kind, p.priority.value, json_text(p.spec), json_text(p.resources), p.max_attempts,
-        p.state.value, p.reason, p.progress, p.attempt, p.failures,
-        json_text(p.interruption.to_json()) if p.interruption else None,
-        json_text(p.checkpoint) if p.checkpoint is not None else None, p.checkpoint_seq,
-        p.created_at, p.updated_at, p.started_at, p.finished_at, m.resumes_total,
-        m.resumes_succeeded, m.resumes_failed, m.resume_seconds_total, m.interruptions,
-    )
-
-
-def _process_from(r: dict[str, Any]) -> Process:
-    return Process(
-        id=r["id"], kind=r["kind"], priority=Priority(r["priority"]), spec=json.loads(r["spec"]),
-        resources=json.loads(r["resources"]), max_attempts=r["max_attempts"], state=State(r["state"]),
-        reason=r["reason"], progress=r["progress"], attempt=r["attempt"], failures=r["failures"],
-        interruption=Interruption.from_json(json.loads(r["interruption"]) if r["interruption"] else None),
-        checkpoint=json.loads(r["checkpoint"]) if r["checkpoint"] is not None else None,
-        checkpoint_seq=r["checkpoint_seq"], created_at=r["created_at"], updated_at=r["updated_at"],
-        started_at=r["started_at"], finished_at=r["finished_at"],
-        metrics=Metrics(resumes_total=r["resumes_total"], resumes_succeeded=r["resumes_succeeded"],
-                        resumes_failed=r["resumes_failed"], resume_seconds_total=r["resume_seconds"],
-                        interruptions=r["interruptions"]),
-    )
-
-
-def _request_row(r: ResumeRequest) -> tuple:
-    return (r.process_id, r.priority.value, r.requested_at, r.seq, r.source.value, r.not_before,
-            bool(r.force_immediate))
-
-
-def _request_from(r: dict[str, Any]) -> ResumeRequest:
-    return ResumeRequest(process_id=r["process_id"], priority=Priority(r["priority"]),
-                         requested_at=r["requested_at"], seq=r["seq"], source=RequestSource(r["source"]),
-                         not_before=r["not_before"], force_immediate=r["force_immediate"])
-
-
-def _dependency_from(r: dict[str, Any]) -> Dependency:
-    return Dependency(dependent=r["dependent"], dependency=r["dependency"], type=DependencyType(r["type"]),
-                      required_completion_percent=r["required_completion_percent"],
-                      timeout_minutes=r["timeout_minutes"])
-
-
-def _event_from(r: dict[str, Any]) -> Event:
-    return Event(seq=r["seq"], ts=r["ts"], process_id=r["process_id"], type=r["type"], message=r["message"],
-                 data=json.loads(r["data"]) if r["data"] else None)
-
-
-def _holder_from(r: dict[str, Any] | None) -> LeaseHolder | None:
-    if r is None or r["token"] is None:
-        return None
-    return LeaseHolder(r["token"], r["pid"], r["host"], r["role"], r["acquired_at"], r["heartbeat_at"])
-
-
-def _turn_from(r: dict[str, Any]) -> Turn:
-    return Turn(call_id=r["call_id"], role=r["role"], text=r["text"], created_at=r["created_at"],
-                source=r["source"], seq=r["seq"])
-
-
-def _voice_row(v: VoiceRequest) -> tuple:
-    return (v.id, v.call_id, v.process_id, v.input_text, v.audio_path, v.transcript, v.reply, v.speech_path,
-            v.stage, json_text(v.latency_ms), json_text(v.usage), v.model, v.created_at, v.updated_at)
-
-
-def _voice_from(r: dict[str, Any]) -> VoiceRequest:
-    return VoiceRequest(
-        id=r["id"], call_id=r["call_id"], process_id=r["process_id"], input_text=r["input_text"],
-        audio_path=r["audio_path"], transcript=r["transcript"], reply=r["reply"], speech_path=r["speech_path"],
-        stage=r["stage"], latency_ms=json.loads(r["latency_ms"]), usage=json.loads(r["usage"]), model=r["model"],
-        created_at=r["created_at"], updated_at=r["updated_at"],
-    )
-
-
-def _transfer_row(t: Transfer) -> tuple:
-    return (t.id, t.call_id, t.process_id, t.from_agent, t.to_agent, t.status.value,
-            json_text(t.summary) if t.summary is not None else None, t.summary_source, t.reason,
-            t.created_at, t.updated_at, t.completed_at)
-
-
-def _transfer_from(r: dict[str, Any]) -> Transfer:
-    return Transfer(
-        id=r["id"], call_id=r["call_id"], process_id=r["process_id"], from_agent=r["from_agent"],
-        to_agent=r["to_agent"], status=TransferStatus(r["status"]),
-        summary=json.loads(r["summary"]) if r["summary"] else None, summary_source=r["summary_source"],
-        reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"], completed_at=r["completed_at"],
-    )

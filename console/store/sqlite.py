@@ -1,42 +1,49 @@
-"""The embedded store: one aiosqlite connection (one thread), WAL, group commit."""
+"""The embedded store: one aiosqlite connection (one thread), WAL, group commit
+(console.store.group_commit), rows built by console.store.rows.
+
+Committed (the ports' word) means the transaction's COMMIT returned, durable as the configured
+`synchronous` makes it."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator
+from typing import Any, Callable
 
 import aiosqlite
 
 from console import compat
-from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable, WriteRejected
-from console.model import (
-    Call,
-    Checkpoint,
-    Dependency,
-    DependencyType,
-    Event,
-    json_text,
-    Interruption,
-    Metrics,
-    Priority,
-    Process,
-    RequestSource,
-    ResumeRequest,
-    State,
-    Transfer,
-    TransferStatus,
-    Turn,
-    VoiceRequest,
+from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable
+from console.model import Call, Checkpoint, Dependency, Event, json_text, Process, ResumeRequest, Transfer, VoiceRequest
+from console.store import Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
+from console.store.group_commit import GroupCommit, GroupCommitted, Settle
+from console.store.rows import (
+    Budget,
+    checkpoint_from,
+    command_from,
+    dependency_from,
+    event_from,
+    holder_from,
+    new_command_from,
+    process_from,
+    PROCESS_COLUMNS,
+    request_from,
+    REQUEST_COLUMNS,
+    SpecJson,
+    transfer_from,
+    TRANSFER_COLUMNS,
+    turn_from,
+    voice_from,
+    VOICE_COLUMNS,
+    write_steps,
+    WRITES,
 )
-from console.store import CHECKPOINTS_KEPT, Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 from console.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -51,150 +58,44 @@ WAL_MAX_BYTES = 64 * 1024 * 1024
 # the next one (see _WalWriteback).
 WAL_WRITEBACK_BYTES = 2 * 1024 * 1024
 
-_PROCESS_COLUMNS = (
-    "id", "kind", "priority", "spec", "resources", "max_attempts", "state", "reason",
-    "progress", "attempt", "failures", "interruption", "checkpoint", "checkpoint_seq",
-    "created_at", "updated_at", "started_at", "finished_at", "resumes_total",
-    "resumes_succeeded", "resumes_failed", "resume_seconds", "interruptions",
-)
 _UPSERT_PROCESS = (
-    f"INSERT INTO processes ({', '.join(_PROCESS_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _PROCESS_COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _PROCESS_COLUMNS if c != "id")
+    f"INSERT INTO processes ({', '.join(PROCESS_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in PROCESS_COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in PROCESS_COLUMNS if c != "id")
 )
-_REQUEST_COLUMNS = ("process_id", "priority", "requested_at", "seq", "source", "not_before", "force_immediate")
+# a WriteBatch's statements, by the names of WRITES
+_WRITE_SQL = {
+    "upsert_process": _UPSERT_PROCESS,
+    "add_dependency": "INSERT OR IGNORE INTO dependencies VALUES (?, ?, ?, ?, ?)",
+    "delete_request": "DELETE FROM resume_requests WHERE process_id = ?",
+    "upsert_request": f"INSERT OR REPLACE INTO resume_requests ({', '.join(REQUEST_COLUMNS)}) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "upsert_checkpoint": "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+    "prune_checkpoints": "DELETE FROM checkpoints WHERE process_id = ? AND seq <= ?",
+    "add_event": "INSERT INTO events (seq, ts, process_id, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+    "add_log": "INSERT INTO logs (process_id, ts, line) VALUES (?, ?, ?)",
+    "upsert_pool": "INSERT OR REPLACE INTO pools VALUES (?, ?)",
+    "upsert_call": "INSERT INTO calls VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+    # numbered inside the transaction, so concurrent requests on one call never collide
+    "add_turn": "INSERT INTO turns (call_id, seq, role, text, created_at, source) VALUES "
+                "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE call_id = ?), ?, ?, ?, ?)",
+    "upsert_voice_request": f"INSERT OR REPLACE INTO voice_requests ({', '.join(VOICE_COLUMNS)}) "
+                            f"VALUES ({', '.join('?' for _ in VOICE_COLUMNS)})",
+    "upsert_transfer": f"INSERT OR REPLACE INTO transfers ({', '.join(TRANSFER_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' for _ in TRANSFER_COLUMNS)})",
+    "answer_command": "UPDATE commands SET status = ?, result = ?, handled_at = ? WHERE id = ?",
+}
+assert set(_WRITE_SQL) == set(WRITES)
 
 
-# Built once (model.json_text): json.dumps with options builds a new encoder on every call
-# (measured: a tenth of the engine's time at 10,000 processes went to encoding rows).
-_dumps = json_text
-
-
-class _SpecJson:
-    """A process's spec and resources as JSON, encoded once: they never change after
-    registration, yet the row is written at every transition. Checked by identity, so a
-    replaced spec is encoded again."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[Any, Any, str, str]] = {}
-
-    def __call__(self, p: Process) -> tuple[str, str]:
-        hit = self._cache.get(p.id)
-        if hit is None or hit[0] is not p.spec or hit[1] is not p.resources:
-            resources = _dumps(p.resources) if p.resources else "{}"  # most have none
-            hit = self._cache[p.id] = (p.spec, p.resources, _dumps(p.spec), resources)
-        return hit[2], hit[3]
-
-
-def _process_row(p: Process, spec_json: Callable[[Process], tuple[str, str]] | None = None) -> tuple:
-    m = p.metrics
-    spec, resources = spec_json(p) if spec_json is not None else (_dumps(p.spec), _dumps(p.resources))
-    return (
-        p.id, p.kind, p.priority.value, spec, resources, p.max_attempts,
-        p.state.value, p.reason, p.progress, p.attempt, p.failures,
-        _dumps(p.interruption.to_json()) if p.interruption else None,
-        _dumps(p.checkpoint) if p.checkpoint is not None else None, p.checkpoint_seq,
-        p.created_at, p.updated_at, p.started_at, p.finished_at, m.resumes_total,
-        m.resumes_succeeded, m.resumes_failed, m.resume_seconds_total, m.interruptions,
-    )
-
-
-def _process_from(row: sqlite3.Row) -> Process:
-    return Process(
-        id=row["id"],
-        kind=row["kind"],
-        priority=Priority(row["priority"]),
-        spec=json.loads(row["spec"]),
-        resources=json.loads(row["resources"]),
-        max_attempts=row["max_attempts"],
-        state=State(row["state"]),
-        reason=row["reason"],
-        progress=row["progress"],
-        attempt=row["attempt"],
-        failures=row["failures"],
-        interruption=Interruption.from_json(json.loads(row["interruption"]) if row["interruption"] else None),
-        checkpoint=json.loads(row["checkpoint"]) if row["checkpoint"] is not None else None,
-        checkpoint_seq=row["checkpoint_seq"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        metrics=Metrics(
-            resumes_total=row["resumes_total"],
-            resumes_succeeded=row["resumes_succeeded"],
-            resumes_failed=row["resumes_failed"],
-            resume_seconds_total=row["resume_seconds"],
-            interruptions=row["interruptions"],
-        ),
-    )
-
-
-def _request_row(r: ResumeRequest) -> tuple:
-    return (r.process_id, r.priority.value, r.requested_at, r.seq, r.source.value, r.not_before,
-            int(r.force_immediate))
-
-
-def _request_from(row: sqlite3.Row) -> ResumeRequest:
-    return ResumeRequest(
-        process_id=row["process_id"],
-        priority=Priority(row["priority"]),
-        requested_at=row["requested_at"],
-        seq=row["seq"],
-        source=RequestSource(row["source"]),
-        not_before=row["not_before"],
-        force_immediate=bool(row["force_immediate"]),
-    )
-
-
-def _dependency_from(row: sqlite3.Row) -> Dependency:
-    return Dependency(
-        dependent=row["dependent"],
-        dependency=row["dependency"],
-        type=DependencyType(row["type"]),
-        required_completion_percent=row["required_completion_percent"],
-        timeout_minutes=row["timeout_minutes"],
-    )
-
-
-def _event_from(row: sqlite3.Row) -> Event:
-    return Event(
-        seq=row["seq"], ts=row["ts"], process_id=row["process_id"], type=row["type"],
-        message=row["message"], data=json.loads(row["data"]) if row["data"] else None,
-    )
-
-
-def _rejected(e: sqlite3.IntegrityError) -> WriteRejected:
-    rejected = WriteRejected(f"the write broke an integrity rule ({e}); none of it was committed")
-    rejected.__cause__ = e
-    return rejected
-
-
-class _Commit(asyncio.Future):
-    """A group commit's completion, shared by every write in the batch and by the work waiting
-    for it (`barrier`). It cannot be cancelled: a waiter being cancelled must not cancel what
-    the others wait for (the waiter's cancellation arrives once the commit is done). So it is
-    awaited directly: through `asyncio.shield` each waiter woke one turn of the loop later
-    (a few ms under load)."""
-
-    def cancel(self, msg: Any = None) -> bool:
-        return False
-
-
-class SqliteStore:
+class SqliteStore(GroupCommitted):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
         self.path = str(path)
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
-        self._pending = WriteBatch()
-        self._pending_done: asyncio.Future[None] | None = None
-        self._inflight_done: asyncio.Future[None] | None = None
-        self.submitted = 0  # write() calls merged so far: a write's number, for barrier(upto=)
-        self._inflight_upto = 0  # the last write in the batch being committed
-        self._committed_upto = 0  # every write up to this one is committed
-        self._flusher: asyncio.Task[None] | None = None
-        self.commits = 0  # transactions written by the group committer (for tests and benchmarks)
-        self._spec_json = _SpecJson()
+        self._group = GroupCommit(self._apply, sqlite3.IntegrityError, on_committed=self._wrote)
+        self._spec_json = SpecJson()
         self._wal = False
         self._writeback: _WalWriteback | None = None
         self._checkpointer: asyncio.Task[None] | None = None
@@ -244,8 +145,7 @@ class SqliteStore:
     async def close(self) -> None:
         if self._db is None:
             return
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._group.drain()
         if self._checkpointer is not None:
             # not cancelled: a connection being opened must not be left with its thread running
             self._closing.set()
@@ -268,72 +168,21 @@ class SqliteStore:
 
     # -- group commit -----------------------------------------------------------------
 
-    async def write(self, batch: WriteBatch) -> None:
-        if batch.empty():
-            return
-        self._pending.merge(batch)
-        if self._pending_done is None:
-            self._pending_done = _Commit(loop=asyncio.get_running_loop())
-        done = self._pending_done
-        self.submitted += 1
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_loop(), name="store-flush")
-        await done
-
-    def barrier(self, upto: int | None = None) -> asyncio.Future[None] | None:
-        """A future done once every write submitted so far (or the first `upto`) is committed;
-        None if they are. (Batches commit in order, so a later one stands for all before it.)
-        With `upto`, work placed by a write in the batch being committed need not also wait
-        for the batch that gathers meanwhile: under load that halves its wait."""
-        if upto is not None and upto <= self._committed_upto:
-            return None
-        if upto is not None and upto <= self._inflight_upto:
-            future = self._inflight_done
-        else:
-            future = self._pending_done or self._inflight_done
-        return None if future is None or future.done() else future
-
-    async def _flush_loop(self) -> None:
-        while not self._pending.empty():
-            batch, done = self._pending, self._pending_done
-            self._pending, self._pending_done = WriteBatch(), None
-            self._inflight_done, self._inflight_upto = done, self.submitted
-            try:
-                await self._apply(batch, done, self._inflight_upto)
-            except BaseException as e:  # noqa: BLE001 - handed to every waiter
-                if isinstance(e, sqlite3.IntegrityError):  # the port's error, not the driver's
-                    e = _rejected(e)
-                if done is not None and not done.done():
-                    done.set_exception(e)
-                    done.exception()  # mark retrieved: a waiter may have gone
-                if isinstance(e, asyncio.CancelledError):
-                    raise
-            else:
-                self._committed(self._inflight_upto, done)
-
-    def _committed(self, upto: int, done: asyncio.Future[None] | None) -> None:
-        """A batch is committed (called by aiosqlite's thread through the loop, as soon as the
-        COMMIT returns, and again by the flusher: idempotent)."""
-        self._committed_upto = max(self._committed_upto, upto)
-        if done is not None and not done.done():
-            self.commits += 1
-            done.set_result(None)
-            self._wrote()
-
-    async def _apply(self, b: WriteBatch, done: asyncio.Future[None] | None = None, upto: int = 0) -> None:
+    async def _apply(self, b: WriteBatch, settle: Settle) -> None:
         # Row building (JSON) happens here on the loop, in slices of ROWS_SLICE_S: a batch of
         # 1,000 new processes took ~24 ms in one step. (The rows are read from the live objects:
         # one that changes between two slices is written again by the batch that changed it,
         # which commits after this one.)
-        statements: list[tuple[str, list[tuple]]] = []
-        for _ in _statement_steps(b, statements, self._spec_json, _Budget(ROWS_SLICE_S)):
+        named: list[tuple[str, list[tuple]]] = []
+        for _ in write_steps(b, named, self._spec_json, Budget(ROWS_SLICE_S)):
             await asyncio.sleep(0)
+        statements = [(_WRITE_SQL[name], batch_rows) for name, batch_rows in named]
         wal = self.path + "-wal" if self._wal else None
         # The transaction runs as one job on aiosqlite's thread (one hop instead of one per
         # statement: each hop waits for a turn of a busy loop), which tells the loop the moment
         # the COMMIT returns.
         loop = asyncio.get_running_loop()
-        on_commit = functools.partial(loop.call_soon_threadsafe, self._committed, upto, done)
+        on_commit = functools.partial(loop.call_soon_threadsafe, settle)
         if wal is not None and self._writeback is None:
             self._writeback = _WalWriteback(wal)
         async with self._transaction:
@@ -429,10 +278,7 @@ class SqliteStore:
 
     async def _lease_row(self) -> LeaseHolder | None:
         rows = await self._require().execute_fetchall("SELECT * FROM lease WHERE id = 1")
-        if not rows:
-            return None
-        r = rows[0]
-        return LeaseHolder(r["token"], r["pid"], r["host"], r["role"], r["acquired_at"], r["heartbeat_at"])
+        return holder_from(rows[0]) if rows else None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -454,46 +300,41 @@ class SqliteStore:
 
     async def list_processes(self) -> list[Process]:
         rows = await self._require().execute_fetchall("SELECT * FROM processes ORDER BY created_at, id")
-        return [_process_from(r) for r in rows]
+        return [process_from(r) for r in rows]
 
     async def get_process(self, process_id: str) -> Process | None:
         rows = await self._require().execute_fetchall("SELECT * FROM processes WHERE id = ?", (process_id,))
-        return _process_from(rows[0]) if rows else None
+        return process_from(rows[0]) if rows else None
 
     async def list_dependencies(self) -> list[Dependency]:
         rows = await self._require().execute_fetchall("SELECT * FROM dependencies")
-        return [_dependency_from(r) for r in rows]
+        return [dependency_from(r) for r in rows]
 
     async def list_requests(self) -> list[ResumeRequest]:
         rows = await self._require().execute_fetchall("SELECT * FROM resume_requests ORDER BY seq")
-        return [_request_from(r) for r in rows]
+        return [request_from(r) for r in rows]
 
     async def change_marker(self) -> int:
         """PRAGMA data_version: it changes when another connection commits."""
         rows = await self._require().execute_fetchall("PRAGMA data_version")
         return rows[0][0]
 
-    data_version = change_marker  # the name callers used before the ports
-
     # -- inbox ------------------------------------------------------------------------------
 
     async def post_command(self, kind: str, payload: dict[str, Any]) -> int:
         db = self._require()
         cursor = await db.execute(
-            "INSERT INTO commands (kind, payload, created_at) VALUES (?, ?, ?)", (kind, _dumps(payload), time.time())
+            "INSERT INTO commands (kind, payload, created_at) VALUES (?, ?, ?)", (kind, json_text(payload), time.time())
         )
         return cursor.lastrowid
 
     async def new_commands(self) -> list[Command]:
         rows = await self._require().execute_fetchall("SELECT * FROM commands WHERE status = 'new' ORDER BY id")
-        return [Command(r["id"], r["kind"], json.loads(r["payload"]), r["created_at"]) for r in rows]
+        return [new_command_from(r) for r in rows]
 
     async def get_command(self, command_id: int) -> Command | None:
         rows = await self._require().execute_fetchall("SELECT * FROM commands WHERE id = ?", (command_id,))
-        if not rows:
-            return None
-        r = rows[0]
-        return Command(r["id"], r["kind"], json.loads(r["payload"]), r["created_at"], r["status"], r["result"])
+        return command_from(rows[0]) if rows else None
 
     # -- history ----------------------------------------------------------------------------
 
@@ -512,12 +353,12 @@ class SqliteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = await self._require().execute_fetchall(sql, (*args, limit))
-        return [_event_from(r) for r in reversed(rows)]
+        return [event_from(r) for r in reversed(rows)]
 
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         rows = await self._require().execute_fetchall(
             "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
-        return [_event_from(r) for r in rows]
+        return [event_from(r) for r in rows]
 
     async def count_events(self, types: list[str], since: float) -> dict[str, int]:
         # Events are numbered in time order (no index on ts): the window starts after the
@@ -535,10 +376,7 @@ class SqliteStore:
         rows = await self._require().execute_fetchall(
             "SELECT * FROM checkpoints WHERE process_id = ? ORDER BY seq DESC LIMIT ?", (process_id, limit)
         )
-        return [
-            Checkpoint(r["process_id"], r["seq"], r["progress"], json.loads(r["data"]), r["created_at"])
-            for r in reversed(rows)
-        ]
+        return [checkpoint_from(r) for r in reversed(rows)]
 
     async def logs(self, process_id: str, limit: int = 100) -> list[tuple[float, str]]:
         rows = await self._require().execute_fetchall(
@@ -586,7 +424,7 @@ class SqliteStore:
     async def get_request(self, process_id: str) -> ResumeRequest | None:
         rows = await self._require().execute_fetchall(
             "SELECT * FROM resume_requests WHERE process_id = ?", (process_id,))
-        return _request_from(rows[0]) if rows else None
+        return request_from(rows[0]) if rows else None
 
     # -- calls, voice requests, transfers -------------------------------------------------------
 
@@ -598,7 +436,7 @@ class SqliteStore:
         turn_rows = await db.execute_fetchall(
             "SELECT * FROM turns WHERE call_id = ? ORDER BY seq DESC LIMIT ?", (call_id, turns))
         count = (await db.execute_fetchall("SELECT COUNT(*) FROM turns WHERE call_id = ?", (call_id,)))[0][0]
-        listed = [_turn_from(r) for r in reversed(turn_rows)]
+        listed = [turn_from(r) for r in reversed(turn_rows)]
         return Call(rows[0]["id"], rows[0]["created_at"], rows[0]["updated_at"], listed, count,
                     listed[-1] if listed else None)
 
@@ -613,7 +451,7 @@ class SqliteStore:
         if last:
             marks = " OR ".join("(call_id = ? AND seq = ?)" for _ in last)
             args = [x for pair in last for x in pair]
-            by_call = {r["call_id"]: _turn_from(r) for r in await db.execute_fetchall(
+            by_call = {r["call_id"]: turn_from(r) for r in await db.execute_fetchall(
                 f"SELECT * FROM turns WHERE {marks}", args)}
             for c in calls:
                 c.last_turn = by_call.get(c.id)
@@ -621,7 +459,7 @@ class SqliteStore:
 
     async def get_voice_request(self, request_id: str) -> VoiceRequest | None:
         rows = await self._require().execute_fetchall("SELECT * FROM voice_requests WHERE id = ?", (request_id,))
-        return _voice_from(rows[0]) if rows else None
+        return voice_from(rows[0]) if rows else None
 
     async def voice_requests(self, call_id: str | None = None, limit: int = 100) -> list[VoiceRequest]:
         if call_id is None:
@@ -630,7 +468,7 @@ class SqliteStore:
         else:
             rows = await self._require().execute_fetchall(
                 "SELECT * FROM voice_requests WHERE call_id = ? ORDER BY created_at DESC LIMIT ?", (call_id, limit))
-        return [_voice_from(r) for r in rows]
+        return [voice_from(r) for r in rows]
 
     async def voice_lines(self, limit: int = 100) -> list[VoiceLine]:
         """The newest voice requests as a list shows them: no JSON decoded, no dataclass built
@@ -641,7 +479,7 @@ class SqliteStore:
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         rows = await self._require().execute_fetchall("SELECT * FROM transfers WHERE id = ?", (transfer_id,))
-        return _transfer_from(rows[0]) if rows else None
+        return transfer_from(rows[0]) if rows else None
 
     async def list_transfers(
         self, status: str | None = None, limit: int = 50, offset: int = 0, call_id: str | None = None
@@ -656,91 +494,7 @@ class SqliteStore:
         sql = "SELECT * FROM transfers" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC LIMIT ? OFFSET ?"
         rows = await self._require().execute_fetchall(sql, (*args, limit, offset))
-        return [_transfer_from(r) for r in rows]
-
-
-class _Budget:
-    """How long a slice of row building may take before the loop gets a turn."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.deadline = time.perf_counter() + seconds
-
-    def spent(self) -> bool:
-        return time.perf_counter() > self.deadline
-
-    def renew(self) -> None:
-        self.deadline = time.perf_counter() + self.seconds
-
-
-def _build(make: Callable[[Any], tuple], items: Iterable[Any], budget: _Budget | None
-           ) -> Generator[None, None, list[tuple]]:
-    rows = []
-    for i, item in enumerate(items):
-        rows.append(make(item))
-        if budget is not None and i & 63 == 63 and budget.spent():
-            yield
-            budget.renew()
-    return rows
-
-
-def _statement_steps(b: WriteBatch, out: list[tuple[str, list[tuple]]],
-                     spec_json: Callable[[Process], tuple[str, str]] | None = None,
-                     budget: _Budget | None = None) -> Iterator[None]:
-    """Fills `out` with the batch as (sql, rows) pairs, in an order that respects the foreign
-    keys; with a `budget`, yields each time building has used it up (the caller lets the loop
-    run, then goes on)."""
-    if b.processes:
-        out.append((_UPSERT_PROCESS, (yield from _build(lambda p: _process_row(p, spec_json),
-                                                         list(b.processes.values()), budget))))
-    if b.dependencies:
-        out.append(("INSERT OR IGNORE INTO dependencies VALUES (?, ?, ?, ?, ?)", (yield from _build(
-            lambda d: (d.dependent, d.dependency, d.type.value, d.required_completion_percent, d.timeout_minutes),
-            b.dependencies, budget))))
-    gone = [(pid,) for pid, r in b.requests.items() if r is None]
-    if gone:
-        out.append(("DELETE FROM resume_requests WHERE process_id = ?", gone))
-    queued = yield from _build(_request_row, [r for r in b.requests.values() if r is not None], budget)
-    if queued:
-        out.append((f"INSERT OR REPLACE INTO resume_requests ({', '.join(_REQUEST_COLUMNS)}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", queued))
-    if b.checkpoints:
-        out.append(("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)", (yield from _build(
-            lambda c: (c.process_id, c.seq, c.progress, _dumps(c.data), c.created_at), b.checkpoints, budget))))
-        newest: dict[str, int] = {}
-        for c in b.checkpoints:
-            newest[c.process_id] = max(newest.get(c.process_id, 0), c.seq)
-        old = [(pid, seq - CHECKPOINTS_KEPT) for pid, seq in newest.items() if seq > CHECKPOINTS_KEPT]
-        if old:
-            out.append(("DELETE FROM checkpoints WHERE process_id = ? AND seq <= ?", old))
-    if b.events:
-        out.append(("INSERT INTO events (seq, ts, process_id, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    (yield from _build(lambda e: (e.seq, e.ts, e.process_id, e.type, e.message, e.data_json()),
-                                       b.events, budget))))
-    if b.logs:
-        out.append(("INSERT INTO logs (process_id, ts, line) VALUES (?, ?, ?)", b.logs))
-    if b.pools:
-        out.append(("INSERT OR REPLACE INTO pools VALUES (?, ?)", list(b.pools.items())))
-    if b.calls:
-        out.append(("INSERT INTO calls VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
-                    [(c.id, c.created_at, c.updated_at) for c in b.calls.values()]))
-    if b.turns:
-        # numbered inside the transaction, so concurrent requests on one call never collide
-        out.append(("INSERT INTO turns (call_id, seq, role, text, created_at, source) VALUES "
-                    "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE call_id = ?), ?, ?, ?, ?)",
-                    [(t.call_id, t.call_id, t.role, t.text, t.created_at, t.source) for t in b.turns]))
-    if b.voice_requests:
-        out.append((f"INSERT OR REPLACE INTO voice_requests ({', '.join(_VOICE_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in _VOICE_COLUMNS)})",
-                    (yield from _build(_voice_row, list(b.voice_requests.values()), budget))))
-    if b.transfers:
-        out.append((f"INSERT OR REPLACE INTO transfers ({', '.join(_TRANSFER_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in _TRANSFER_COLUMNS)})",
-                    [_transfer_row(t) for t in b.transfers.values()]))
-    if b.commands_done:
-        now = time.time()
-        out.append(("UPDATE commands SET status = ?, result = ?, handled_at = ? WHERE id = ?",
-                    [(status, result, now, cid) for cid, (status, result) in b.commands_done.items()]))
+        return [transfer_from(r) for r in rows]
 
 
 class _WalWriteback:
@@ -855,46 +609,6 @@ def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[
                 writeback.grown(size)
         except (OSError, sqlite3.Error):
             log.warning("WAL checkpoint after a commit failed", exc_info=True)
-
-
-_VOICE_COLUMNS = ("id", "call_id", "process_id", "input_text", "audio_path", "transcript", "reply",
-                  "speech_path", "stage", "latency_ms", "usage", "model", "created_at", "updated_at")
-_TRANSFER_COLUMNS = ("id", "call_id", "process_id", "from_agent", "to_agent", "status", "summary",
-                     "summary_source", "reason", "created_at", "updated_at", "completed_at")
-
-
-def _voice_row(v: VoiceRequest) -> tuple:
-    return (v.id, v.call_id, v.process_id, v.input_text, v.audio_path, v.transcript, v.reply, v.speech_path,
-            v.stage, _dumps(v.latency_ms), _dumps(v.usage), v.model, v.created_at, v.updated_at)
-
-
-def _voice_from(r: sqlite3.Row) -> VoiceRequest:
-    return VoiceRequest(
-        id=r["id"], call_id=r["call_id"], process_id=r["process_id"], input_text=r["input_text"],
-        audio_path=r["audio_path"], transcript=r["transcript"], reply=r["reply"], speech_path=r["speech_path"],
-        stage=r["stage"], latency_ms=json.loads(r["latency_ms"]), usage=json.loads(r["usage"]), model=r["model"],
-        created_at=r["created_at"], updated_at=r["updated_at"],
-    )
-
-
-def _transfer_row(t: Transfer) -> tuple:
-    return (t.id, t.call_id, t.process_id, t.from_agent, t.to_agent, t.status.value,
-            _dumps(t.summary) if t.summary is not None else None, t.summary_source, t.reason,
-            t.created_at, t.updated_at, t.completed_at)
-
-
-def _transfer_from(r: sqlite3.Row) -> Transfer:
-    return Transfer(
-        id=r["id"], call_id=r["call_id"], process_id=r["process_id"], from_agent=r["from_agent"],
-        to_agent=r["to_agent"], status=TransferStatus(r["status"]),
-        summary=json.loads(r["summary"]) if r["summary"] else None, summary_source=r["summary_source"],
-        reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"], completed_at=r["completed_at"],
-    )
-
-
-def _turn_from(r: sqlite3.Row) -> Turn:
-    return Turn(call_id=r["call_id"], role=r["role"], text=r["text"], created_at=r["created_at"],
-                source=r["source"], seq=r["seq"])
 
 
 def _split_script(script: str) -> list[str]:
