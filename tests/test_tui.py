@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 
 import tui_data
-from conftest import LoopWatch, py, wait_for, workflow
+from conftest import LoopWatch, dep, py, wait_for, workflow
 from console.model import State
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp
@@ -591,6 +591,30 @@ async def test_when_the_selected_row_leaves_nothing_acts_on_its_neighbour_until_
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, DetailsScreen) and app.screen.process.id == chosen
+        await pilot.press("escape", "q")
+
+
+async def test_the_dependencies_of_a_new_selection_are_a_new_list_not_rows_that_left(tmp_path):
+    """Moving the queue's cursor shows another process's relations: in that pane, `enter` acts
+    on the row under its cursor, not "… left the list"."""
+    await tui_data.build_async(tmp_path / "t.db", tmp_path / "data")
+    app = SwitchboardApp(settings(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        engine = app.engine
+        await engine.load(workflow(py("up", "noop", extra="hold = true") + py("mid", "noop", extra="hold = true")
+                                   + py("down", "noop", extra="hold = true") + dep("mid", "up") + dep("down", "mid")))
+        graph = app.screen.query_one("#graph", RowList)
+        await select(pilot, "queue", "up")
+        await wait_for(lambda: [r[1] for r in graph.items] == ["up", "mid"])
+        await select(pilot, "queue", "mid")
+        await wait_for(lambda: [r[1] for r in graph.items] == ["up", "mid", "down"])
+        graph.focus()
+        await pilot.pause()
+        assert not graph.unconfirmed
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen) and app.screen.process.id == graph.selected[1]
         await pilot.press("escape", "q")
 
 

@@ -114,6 +114,7 @@ class SwitchboardApp(App[None]):
         self._queue_view: OrderedView | None = None
         self._counts: StateCounts | None = None
         self._graph_layout = GraphLayout()  # the whole-graph view's rows
+        self._graph_subject: tuple[bool, str | None] | None = None  # what the graph pane last showed
         self._refresh_timer: Any = None
         self.trends = Trends()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -360,7 +361,13 @@ class SwitchboardApp(App[None]):
     # -- panes fed from the store and the graph ------------------------------------------------------
 
     def _refresh_graph(self) -> None:
-        rows = self.rows.graph_rows(self.panes.whole_graph, self.selected_id, self._graph_layout)
+        whole = self.panes.whole_graph
+        subject = (whole, None if whole else self.selected_id)
+        graph = self.panes.list("graph")
+        if graph is not None and subject != self._graph_subject:
+            graph.start_over()  # the relations of another process: a new list, nothing "left" it
+        self._graph_subject = subject
+        rows = self.rows.graph_rows(whole, self.selected_id, self._graph_layout)
         self._set("graph", rows, lambda r: f"{r[1]} {r[2]} {self.rows.state_of(r[1])}")
 
     @work(exclusive=True, group="calls")

@@ -144,6 +144,16 @@ class RowList(Widget, can_focus=True):
         if now is not None and self.chosen != previous:
             self.post_message(self.Highlighted(self, now))  # the row under the cursor changed
 
+    def start_over(self) -> None:
+        """The next items are another list, not this one changed (a pane that shows the
+        relations of another pane's selection, once that selection moved): the cursor starts
+        at the top and no row counts as having left."""
+        self.chosen, self._neighbours = None, ()
+        self.unconfirmed = False
+        self.left = None
+        self.set_reactive(RowList.cursor, 0)
+        self.top = 0
+
     def _index_of(self, key: Any) -> int | None:
         """Where the item with this key is: looked for near the cursor first, then by the
         sequence's own `index_of(key)` when it has one, else through the whole list."""
