@@ -20,9 +20,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="PATH", help="database file (env SWITCHBOARD_DB; default in the user data dir)")
-    p.add_argument("--config", metavar="PATH", help="settings TOML (default: the bundled switchboard.toml)")
+# Options the top level takes (for the console) that a command may take too. Given before the
+# command's name they are the top level's, after it the command's: two destinations, so one
+# given before is not overwritten by the command's default, and `_resolve_global_options`
+# refuses one the command does not take (never silently ignored).
+GLOBAL_OPTIONS: dict[str, tuple[str, Any]] = {  # dest: (flag, value when not given)
+    "db": ("--db", None), "config": ("--config", None), "theme": ("--theme", None),
+    "read_only": ("--read-only", False), "listen": ("--listen", None), "observe": ("--observe", False),
+}
+_AFTER = "_after_command"  # the destination's suffix for a global option given after the command
+_MISSING = object()
+
+
+def _global_option(p: argparse.ArgumentParser, top: bool, flag: str, **kw: Any) -> None:
+    dest = flag.lstrip("-").replace("-", "_")
+    p.add_argument(flag, dest=dest if top else dest + _AFTER, default=argparse.SUPPRESS, **kw)
+    if not top:
+        p.set_defaults(**{"accepts_" + dest: True})
+
+
+def _resolve_global_options(args: argparse.Namespace) -> None:
+    """One value per global option, wherever it was given; refused (exit 2) when the command
+    does not take it or it was given before and after the command with different values."""
+    values = vars(args)
+    command = values.get("command")
+    for dest, (flag, default) in GLOBAL_OPTIONS.items():
+        before = values.pop(dest, _MISSING)
+        after = values.pop(dest + _AFTER, _MISSING)
+        accepted = values.pop("accepts_" + dest, False)
+        if command is not None and before is not _MISSING and not accepted:
+            raise UserError(f"{flag} does not apply to `{command}`")
+        if before is not _MISSING and after is not _MISSING and before != after:
+            raise UserError(f"{flag} given twice, before and after `{command}`, with different values")
+        values[dest] = after if after is not _MISSING else before if before is not _MISSING else default
+
+
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    _global_option(p, top, "--db", metavar="PATH",
+                   help="database file (env SWITCHBOARD_DB; default in the user data dir)")
+    _global_option(p, top, "--config", metavar="PATH",
+                   help="settings TOML (default: the bundled switchboard.toml)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -30,10 +67,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     all twelve cost every start ~10 ms)."""
     parser = _Parser(prog="switchboard", description="Terminal operations console for voice-AI operations. "
                      "Without a command: the console.")
-    _common(parser)
-    _console_flags(parser)
-    parser.add_argument("--observe", action="store_true",
-                        help="watch the process that runs the engine; run it here only when taken over (T)")
+    _common(parser, top=True)
+    _console_flags(parser, top=True)
+    _global_option(parser, True, "--observe", action="store_true",
+                   help="watch the process that runs the engine; run it here only when taken over (T)")
     parser.set_defaults(func=cmd_console)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     for name, add in _COMMANDS.items():
@@ -53,8 +90,8 @@ def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="the console in a web browser (textual-serve), on this machine only; "
                        "the engine runs beside it for as long as it runs")
     _common(p)
-    p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
-    p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
+    _global_option(p, False, "--theme", metavar="NAME", help="console theme (setting tui.theme)")
+    _global_option(p, False, "--read-only", action="store_true", help="look, but do not act or dispatch")
     p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="default 8000")
     _listen_flag(p)
@@ -167,14 +204,14 @@ _COMMANDS: dict[str, Callable[[Any], None]] = {
 }
 
 
-def _console_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
-    p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
-    _listen_flag(p)
+def _console_flags(p: argparse.ArgumentParser, top: bool = False) -> None:
+    _global_option(p, top, "--theme", metavar="NAME", help="console theme (setting tui.theme)")
+    _global_option(p, top, "--read-only", action="store_true", help="look, but do not act or dispatch")
+    _listen_flag(p, top)
 
 
-def _listen_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", metavar="HOST:PORT",
+def _listen_flag(p: argparse.ArgumentParser, top: bool = False) -> None:
+    _global_option(p, top, "--listen", metavar="HOST:PORT",
                    help="serve the HTTP intake there (setting intake.listen; beyond 127.0.0.1 it needs a token)")
 
 
@@ -627,11 +664,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 EXIT_CLOSED_PIPE = 141
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line as the commands read it (a mistake: UserError, or argparse's exit 2)."""
     parser = build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
+    _resolve_global_options(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        args = parse_args(argv)
         code = args.func(args)
         sys.stdout.flush()  # here, not at exit, where a closed pipe would be a printed warning
         return code

@@ -1,0 +1,134 @@
+"""Hostile input at the command line: options in either place, damaged or read-only database
+files, huge numbers, terminal escapes, deep nesting. Each gets one line and exit status 2 (or
+is shown escaped), nothing written. Real subprocesses on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from console.cli import GLOBAL_OPTIONS, _COMMANDS, parse_args
+from console.model import UserError
+
+SB = [sys.executable, "-m", "console"]
+
+WORKFLOW = '[[process]]\nid = "a"\nkind = "shell"\nshell = true\ncommand = "true"\n'
+
+
+def sb(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*SB, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def one_line_exit_2(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("switchboard: "), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def default_db() -> Path:
+    return Path(os.environ["XDG_DATA_HOME"]) / "switchboard" / "switchboard.db"
+
+
+# -- global options before or after the command --------------------------------------------------
+
+# a command line for each command, after `--db X` / `--config C` (the minimum it needs)
+COMMAND_LINES = {
+    "demo": ["demo"],
+    "serve": ["serve"],
+    "run": ["run", "--until-idle"],
+    "load": ["load", "w.toml"],
+    "status": ["status"],
+    "resume": ["resume", "a"],
+    "cancel": ["cancel", "a"],
+    "voice": ["voice", "--call", "c1", "--text", "hello"],
+    "transfer": ["transfer", "--call", "c1", "--from", "ann", "--to", "bob"],
+    "calls": ["calls"],
+    "transfers": ["transfers"],
+}
+
+
+def test_every_command_is_covered():
+    assert set(COMMAND_LINES) | {"bench"} == set(_COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_LINES))
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_db_and_config_are_taken_before_or_after_the_command(command, place):
+    line = COMMAND_LINES[command]
+    options = ["--db", "x.db", "--config", "c.toml"]
+    args = parse_args(options + line if place == "before" else line[:1] + options + line[1:])
+    assert (args.command, args.db, args.config) == (command, "x.db", "c.toml")
+
+
+def test_console_options_before_a_command_that_takes_them():
+    args = parse_args(["--theme", "nord", "--read-only", "demo"])
+    assert (args.theme, args.read_only, args.listen) == ("nord", True, None)
+    args = parse_args(["--listen", "127.0.0.1:9", "run"])
+    assert args.listen == "127.0.0.1:9"
+    args = parse_args(["--db", "x.db", "--observe"])  # the console itself
+    assert (args.command, args.db, args.observe) == (None, "x.db", True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--theme", "nord", "status"], "--theme does not apply to `status`"),
+    (["--observe", "run"], "--observe does not apply to `run`"),
+    (["--listen", "127.0.0.1:9", "load", "w.toml"], "--listen does not apply to `load`"),
+    (["--db", "x.db", "bench"], "--db does not apply to `bench`"),
+    (["--db", "x.db", "status", "--db", "y.db"], "--db given twice"),
+])
+def test_an_option_before_a_command_that_does_not_take_it_is_refused(argv, message):
+    with pytest.raises(UserError, match=message.replace("`", ".")):
+        parse_args(argv)
+
+
+def test_the_same_value_before_and_after_is_fine():
+    assert parse_args(["--db", "x.db", "status", "--db", "x.db"]).db == "x.db"
+    for dest, (_flag, default) in GLOBAL_OPTIONS.items():
+        assert getattr(parse_args(["status"]), dest) == default
+
+
+@pytest.mark.parametrize("command", ["load", "run", "status", "resume", "cancel", "voice", "transfer",
+                                     "calls", "transfers"])
+def test_db_before_the_command_acts_on_that_database(tmp_path, command):
+    """`switchboard --db X CMD`: CMD reads and writes X, and the default database is never
+    created (it wrote there before)."""
+    Path("w.toml").write_text(WORKFLOW)
+    other = tmp_path / "other.db"
+    if command not in ("load", "run"):
+        if command == "resume":  # held: pending until resumed
+            Path("w.toml").write_text(WORKFLOW + "hold = true\n")
+        assert sb("load", "--db", str(other), "w.toml").returncode == 0
+    if command == "transfer":  # of a call that exists
+        assert sb(*COMMAND_LINES["voice"], "--db", str(other)).returncode == 0
+    line = COMMAND_LINES[command]
+    if command == "run":
+        line = ["run", "--workflow", "w.toml", "--until-idle"]
+    result = sb("--db", str(other), *line)
+    assert result.returncode == 0, result.stderr
+    assert other.exists()
+    assert not default_db().exists()
+    con = sqlite3.connect(other)
+    try:
+        assert con.execute("SELECT id FROM processes WHERE id = 'a'").fetchone() == ("a",)
+        if command in ("voice", "transfer"):
+            table = "voice_requests" if command == "voice" else "transfers"
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+    finally:
+        con.close()
+
+
+def test_config_before_the_command_is_read(tmp_path):
+    Path("w.toml").write_text(WORKFLOW)
+    Path("bad.toml").write_text("[engine]\nmax_concurrent = -1\n")
+    result = sb("--config", "bad.toml", "--db", str(tmp_path / "x.db"), "load", "w.toml")
+    one_line_exit_2(result, "engine.max_concurrent")
+    assert not (tmp_path / "x.db").exists()
