@@ -20,6 +20,12 @@ _json_str = json_text  # a str alone: its JSON string literal
 data_text = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
 
 
+# Upper bounds of the numbers a workflow or a settings file gives: far above any real use, and
+# far below what a database's integer column holds (a pool of 2**63 crashed the write).
+POOL_SIZE_MAX = 1_000_000  # a resource pool's size, and what one process takes of it
+TIMEOUT_MINUTES_MAX = 10 * 365 * 24 * 60  # ten years
+
+
 class State(str, Enum):
     PENDING = "pending"  # registered, never queued (e.g. `hold = true`)
     QUEUED = "queued"  # a resume request is waiting for a slot

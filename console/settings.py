@@ -26,7 +26,7 @@ from typing import Any, Callable, ClassVar
 
 from console.bundled import default_config
 from console import compat
-from console.model import UserError
+from console.model import POOL_SIZE_MAX, UserError
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
 
@@ -107,8 +107,8 @@ class _Field:
 
 def _pools_positive(v: dict[str, int]) -> dict[str, int]:
     for name, size in v.items():
-        if size < 0:
-            raise ValueError(f"pool {name!r} has a negative size {size}")
+        if not 0 <= size <= POOL_SIZE_MAX:
+            raise ValueError(f"pool {name!r}: size must be from 0 to {POOL_SIZE_MAX}, not {size}")
     return v
 
 
@@ -140,7 +140,7 @@ _ENGINE = {
     "cancel_grace_s": _Field("float", 2.0, ge=0, le=600),  # SIGTERM -> SIGKILL for shell work
     "retry_base_s": _Field("float", 1.0, gt=0, le=3600),
     "retry_max_s": _Field("float", 300.0, gt=0, le=86_400),
-    "history_retention_hours": _Field("float", 24.0, gt=0),
+    "history_retention_hours": _Field("float", 24.0, gt=0, le=87_600),  # ten years
     # How often the owner looks for changes other processes made (CLI commands).
     "external_poll_s": _Field("float", 0.2, gt=0, le=1.0),
     # An owner that has not renewed its claim for this long is considered dead.
@@ -149,7 +149,7 @@ _ENGINE = {
 _STORE = {
     # NORMAL survives a crash of the program; FULL also survives power loss.
     "synchronous": _Field("choice", "NORMAL", choices=("NORMAL", "FULL"), before=_upper),
-    "busy_timeout_ms": _Field("int", 5000, ge=0),
+    "busy_timeout_ms": _Field("int", 5000, ge=0, le=3_600_000),
 }
 _GROQ = {
     "timeout_s": _Field("float", 30.0, gt=0, le=600),
@@ -169,7 +169,7 @@ _VOICE = {
     "speech": _Field("bool", False),  # text-to-speech of the reply, to a WAV file in the data dir
     "tts_model": _Field("str", "playai-tts"),
     "tts_voice": _Field("str", "Fritz-PlayAI"),
-    "max_audio_mb": _Field("float", 25.0, gt=0),
+    "max_audio_mb": _Field("float", 25.0, gt=0, le=1024),
 }
 _TRANSFER = {
     "summary_model": _Field("str", "llama-3.3-70b-versatile"),

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from console.cli import GLOBAL_OPTIONS, _COMMANDS, parse_args
 from console.model import UserError
 
@@ -132,3 +134,64 @@ def test_config_before_the_command_is_read(tmp_path):
     result = sb("--config", "bad.toml", "--db", str(tmp_path / "x.db"), "load", "w.toml")
     one_line_exit_2(result, "engine.max_concurrent")
     assert not (tmp_path / "x.db").exists()
+
+
+# -- huge numbers ------------------------------------------------------------------------------------
+
+BIG = 2 ** 63  # one past SQLite's largest integer
+PROCESS_B = '[[process]]\nid = "b"\nkind = "shell"\nshell = true\ncommand = "true"\n'
+
+
+@pytest.mark.parametrize("text, words", [
+    (f"[resources]\ncpu_intensive = {BIG}\n" + WORKFLOW, ["pool 'cpu_intensive'", "1000000", str(BIG)]),
+    (WORKFLOW + f"resources = {{ cpu_intensive = {BIG} }}\n", ["process 'a'", "'resources'", "1000000"]),
+    (WORKFLOW + f"max_attempts = {BIG}\n", ["process 'a'", "'max_attempts'", "1000"]),
+    (WORKFLOW + PROCESS_B + f'[[dependency]]\ndependent = "b"\ndependency = "a"\ntimeout_minutes = {BIG}\n',
+     ["(b → a)", "'timeout_minutes'"]),
+    (WORKFLOW + PROCESS_B + '[[dependency]]\ndependent = "b"\ndependency = "a"\ntimeout_minutes = inf\n',
+     ["(b → a)", "'timeout_minutes'", "ten years"]),
+])
+@pytest.mark.parametrize("how", ["load", "run"])
+def test_a_huge_number_in_a_workflow_is_one_line_and_nothing_written(tmp_path, text, words, how):
+    Path("w.toml").write_text(text)
+    db = tmp_path / "h.db"
+    argv = ["load", "--db", str(db), "w.toml"] if how == "load" else [
+        "run", "--db", str(db), "--workflow", "w.toml", "--until-idle"]
+    one_line_exit_2(sb(*argv), "w.toml", *words)
+    assert not db.exists()
+
+
+def test_a_huge_pool_through_a_live_runner_registers_nothing(tmp_path):
+    db = tmp_path / "h.db"
+    Path("ok.toml").write_text(PROCESS_B)
+    assert sb("load", "--db", str(db), "ok.toml").returncode == 0
+    runner = subprocess.Popen([*SB, "run", "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: json.loads(sb("status", "--db", str(db), "--json").stdout)["owner"] is not None)
+        Path("w.toml").write_text(f"[resources]\ncpu_intensive = {BIG}\n" + WORKFLOW)
+        one_line_exit_2(sb("load", "--db", str(db), "w.toml"), "pool 'cpu_intensive'")
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.communicate(timeout=30)
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("SELECT id FROM processes").fetchall() == [("b",)]
+        assert con.execute("SELECT count(*) FROM pools").fetchone() == (0,)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("config, setting", [
+    (f"[engine]\nresources = {{ cpu_intensive = {BIG} }}\n", "engine.resources"),
+    (f"[store]\nbusy_timeout_ms = {BIG}\n", "store.busy_timeout_ms"),
+    ("[engine]\nhistory_retention_hours = inf\n", "engine.history_retention_hours"),
+    ("[voice]\nmax_audio_mb = inf\n", "voice.max_audio_mb"),
+    (f"[engine]\nmax_concurrent = {BIG}\n", "engine.max_concurrent"),
+])
+def test_a_huge_number_in_a_config_file_is_one_line(tmp_path, config, setting):
+    Path("w.toml").write_text(WORKFLOW)
+    Path("c.toml").write_text(config)
+    db = tmp_path / "h.db"
+    one_line_exit_2(sb("run", "--config", "c.toml", "--db", str(db), "--workflow", "w.toml", "--until-idle"),
+                    setting)
+    assert not db.exists()
