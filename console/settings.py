@@ -410,7 +410,7 @@ def _from_model(m: Any) -> Settings:
 def _check_toml(path: Path) -> dict[str, Any]:
     """Unknown keys in our own config file are mistakes worth naming (env may hold anything).
     Returns what the file says."""
-    import tomllib
+    from console.limits import loads_toml
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -418,10 +418,7 @@ def _check_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not valid TOML: {e}") from None
+    data = loads_toml(text, str(path))
     for key, value in data.items():
         if key == "groq_api_key":
             raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "
@@ -472,5 +469,8 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         return _from_model(_pydantic_model()(**init))
     except ValidationError as e:
         raise UserError(_describe(e)) from None
+    except RecursionError:  # pydantic-settings decoding a SWITCHBOARD_* variable's JSON
+        raise UserError("invalid setting: a value in a SWITCHBOARD_* environment variable (or .env) is "
+                        "nested too deeply") from None
     finally:
         _config_file.reset(token)

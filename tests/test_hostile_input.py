@@ -195,3 +195,65 @@ def test_a_huge_number_in_a_config_file_is_one_line(tmp_path, config, setting):
     one_line_exit_2(sb("run", "--config", "c.toml", "--db", str(db), "--workflow", "w.toml", "--until-idle"),
                     setting)
     assert not db.exists()
+
+
+# -- size: nesting, long texts -----------------------------------------------------------------------
+
+DEEP = {
+    "arrays": "a = " + "[" * 100_000,
+    "inline tables": "a = " + "{ b = " * 100_000,
+    "within the parser's reach": WORKFLOW.replace('kind = "shell"', 'kind = "python"\nentry = "os:getpid"')
+    .replace('shell = true\ncommand = "true"\n', "args = { x = " + "[" * 200 + "]" * 200 + " }\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_a_deeply_nested_workflow_is_one_line(tmp_path, name):
+    Path("w.toml").write_text(DEEP[name])
+    db = tmp_path / "h.db"
+    one_line_exit_2(sb("load", "--db", str(db), "w.toml"), "w.toml", "nested more than 64 levels")
+    one_line_exit_2(sb("run", "--db", str(db), "--workflow", "w.toml"), "w.toml", "nested more than 64 levels")
+    assert not db.exists()
+
+
+def test_a_deeply_nested_config_file_is_one_line(tmp_path):
+    Path("c.toml").write_text("[engine]\nresources = " + "{ a = " * 100_000)
+    one_line_exit_2(sb("status", "--config", "c.toml", "--db", str(tmp_path / "h.db")), "c.toml", "nested")
+
+
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_deeply_nested_json_in_a_setting_variable_is_one_line(tmp_path, where):
+    value = "[" * 100_000
+    env = {}
+    if where == ".env":
+        Path(".env").write_text(f"SWITCHBOARD_ENGINE__RESOURCES={value}\n")
+    else:
+        env["SWITCHBOARD_ENGINE__RESOURCES"] = value
+    one_line_exit_2(sb("status", "--db", str(tmp_path / "h.db"), env=env), "SWITCHBOARD_", "nested too deeply")
+
+
+def test_texts_in_events_and_reasons_are_capped(tmp_path):
+    """A command that cannot start, with an argument of a megabyte: the error quotes the command
+    line, once in the interruption and again in the failure. Each text is cut at 4,096
+    characters, with a marker of how long it was."""
+    argv = json.dumps(["/nonexistent/program", "x" * 1_000_000])
+    Path("w.toml").write_text(f'[[process]]\nid = "a"\nkind = "shell"\nmax_attempts = 2\ncommand = {argv}\n')
+    db = tmp_path / "h.db"
+    result = sb("run", "--db", str(db), "--workflow", "w.toml", "--until-idle",
+                env={"SWITCHBOARD_ENGINE__RETRY_BASE_S": "0.01"})
+    assert result.returncode == 1, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    failed = [e for e in events if e["type"] in ("interrupted", "failed")]
+    assert [e["type"] for e in failed] == ["interrupted", "failed"]
+    for e in events:
+        assert len(e.get("message", "")) < 4200
+    for e in failed:
+        assert "/nonexistent/program" in e["message"] and "characters in all]" in e["message"]
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("SELECT max(length(message)) FROM events").fetchone()[0] < 4200
+        reason, interruption = con.execute("SELECT reason, interruption FROM processes").fetchone()
+    finally:
+        con.close()
+    assert len(reason) < 4200 and reason.endswith("characters in all]")
+    assert interruption is None or len(interruption) < 4400

@@ -2,7 +2,7 @@
 
 Every error names the file, the process (or dependency) and the field.
 
-The TOML is read by `tomllib`. Parsing is on the path of `switchboard run --workflow F` (a cold
+The TOML is read by `tomllib` (console.limits: nesting bounded). Parsing is on the path of `switchboard run --workflow F` (a cold
 start), so entries whose every field is already of its type and valid are taken as they are
 (`console.compat.plain_process_entry`, `plain_dependency_entry`: pydantic is then not imported);
 any other goes through the pydantic models, which convert it or word the error."""
@@ -10,13 +10,13 @@ any other goes through the pydantic models, which convert it or word the error."
 from __future__ import annotations
 
 import marshal
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from console import compat, kinds
 from console.engine.graph import DependencyGraph
+from console.limits import loads_toml
 from console.model import (
     POOL_SIZE_MAX,
     TIMEOUT_MINUTES_MAX,
@@ -136,10 +136,7 @@ def parse_workflow(path: str | Path) -> Workflow:
 
 
 def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{source}: not valid TOML: {e}") from None
+    data = loads_toml(text, source)
 
     unknown = set(data) - {"resources", "process", "dependency"}
     if unknown:

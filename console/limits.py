@@ -1,0 +1,59 @@
+"""How much outside input may be: how deeply a TOML file nests, how long a text that goes into
+an event, a reason or an interruption is. Past a limit, TOML is refused (one line, UserError)
+and a text is cut with a marker saying how long it was."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+from console.errors import UserError
+
+# Far deeper than any workflow or settings file needs; a parser's recursion runs out long before
+# a hostile file (`a = [[[[…` 100,000 deep) ends.
+NESTING_MAX = 64
+# An event's message, a process's reason, an interruption's message: enough for any error's
+# words, not for a command line of megabytes repeated in every retry's event.
+TEXT_MAX = 4096
+
+
+def loads_toml(text: str, source: str) -> dict[str, Any]:
+    """`text` as TOML, or UserError naming `source` (the file, or what holds the text)."""
+    too_deep = f"{source}: not valid TOML: nested more than {NESTING_MAX} levels deep"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{source}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise UserError(too_deep) from None
+    if nesting_depth(data) > NESTING_MAX:
+        raise UserError(too_deep)
+    return data
+
+
+def nesting_depth(value: Any) -> int:
+    """How many tables and arrays deep `value` goes (a scalar: 0). Without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if deepest > NESTING_MAX:  # no need to walk the rest
+                return deepest
+        stack.extend((child, depth) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def capped(text: str, limit: int = TEXT_MAX) -> str:
+    """`text`, or its first `limit` characters and a marker of how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [cut: {len(text):,} characters in all]"
