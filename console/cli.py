@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, NoReturn
 
 from console.model import UserError
+from console.printable import printable
+
+
+def say(text: str, file: Any = None) -> None:
+    """Print human-readable output: each line shown, never acting on the terminal (text from
+    outside may hold escape sequences; see console.printable). JSON passes unchanged: it has
+    none (json.dumps escapes control characters)."""
+    print("\n".join(printable(line) for line in text.split("\n")), file=file)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -324,11 +332,11 @@ def _act(args: argparse.Namespace, kind: str, payload: dict[str, Any], precheck=
             await precheck(store, settings)
         status, message = await act(store, settings, kind, payload)
         if status == "done":
-            print(message)
+            say(message)
             return 0
         if status == "error":
             raise UserError(message)
-        print(f"switchboard: {message}", file=sys.stderr)
+        say(f"switchboard: {message}", file=sys.stderr)
         return 1
 
     return asyncio.run(_with_store(settings, go))
@@ -363,7 +371,7 @@ def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Ca
         if status == "error":
             raise UserError(message)
         if status != "done":
-            print(f"switchboard: {message}", file=sys.stderr)
+            say(f"switchboard: {message}", file=sys.stderr)
             return 1
         from console.voice.center import with_process
 
@@ -372,7 +380,7 @@ def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Ca
         fresh = (await store.get_voice_request(record["id"]) if kind == "voice"
                  else await store.get_transfer(record["id"]))
         record = with_process(fresh.to_json(), process)
-        print(json.dumps(record, indent=2) if args.json else show(record))
+        say(json.dumps(record, indent=2) if args.json else show(record))
         if not args.wait:
             return 0
         return 0 if record["state"] == "completed" else 1
@@ -380,33 +388,37 @@ def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Ca
     return asyncio.run(_with_store(settings, go))
 
 
+# The show functions print fields from outside through `printable` one by one: a line break in
+# a transcript is shown as \n, not taken for a line of the output.
+
 def _state_line(r: dict) -> str:
-    line = f"{r['id']}: {r['state']}"
+    line = f"{printable(r['id'])}: {r['state']}"
     if r.get("interruption") and r["state"] in ("interrupted", "waiting"):
-        line += f" ({r['interruption']['type']}: {r['interruption']['message']})"
+        line += f" ({r['interruption']['type']}: {printable(r['interruption']['message'])})"
     elif r.get("reason"):
-        line += f" ({r['reason']})"
+        line += f" ({printable(r['reason'])})"
     return line
 
 
 def _show_voice(r: dict) -> str:
-    lines = [_state_line(r) + f"  call {r['call_id']}"]
+    lines = [_state_line(r) + f"  call {printable(r['call_id'])}"]
     if r.get("transcript") is not None:
-        lines.append(f"caller:    {r['transcript']}")
+        lines.append(f"caller:    {printable(r['transcript'])}")
     if r.get("reply") is not None:
         usage = r.get("usage") or {}
-        lines.append(f"assistant: {r['reply']}")
+        lines.append(f"assistant: {printable(r['reply'])}")
         lines.append(f"latency {r['latency_ms'].get('total', 0):.0f} ms, tokens {usage.get('prompt_tokens', 0)} in / "
                      f"{usage.get('completion_tokens', 0)} out, model {r.get('model')}")
     if r.get("speech_path"):
-        lines.append(f"speech:    {r['speech_path']}")
+        lines.append(f"speech:    {printable(r['speech_path'])}")
     return "\n".join(lines)
 
 
 def _show_transfer(r: dict) -> str:
-    line = f"{r['id']}: {r['status']}  call {r['call_id']}, {r['from_agent']} → {r['to_agent']}"
+    line = (f"{printable(r['id'])}: {r['status']}  call {printable(r['call_id'])}, "
+            f"{printable(r['from_agent'])} → {printable(r['to_agent'])}")
     if r.get("reason") and r["status"] not in ("ready", "completed"):
-        line += f" ({r['reason']})"
+        line += f" ({printable(r['reason'])})"
     lines = [line]
     summary = r.get("summary")
     if summary:
@@ -416,7 +428,7 @@ def _show_transfer(r: dict) -> str:
         for key in ("caller", "issue", "steps_taken", "sentiment", "next_action", "notes", "fallback_reason"):
             if summary.get(key):
                 value = "; ".join(summary[key]) if isinstance(summary[key], list) else summary[key]
-                lines.append(f"  {key.replace('_', ' ')}: {value}")
+                lines.append(f"  {key.replace('_', ' ')}: {printable(value)}")
     return "\n".join(lines)
 
 
@@ -457,12 +469,12 @@ def _act_print(args: argparse.Namespace, kind: str, payload: dict[str, Any], sho
         if status == "error":
             raise UserError(message)
         if status != "done":
-            print(f"switchboard: {message}", file=sys.stderr)
+            say(f"switchboard: {message}", file=sys.stderr)
             return 1
         record = json.loads(message)
         process = await store.get_process(record["process_id"])
         record["state"] = process.state.value if process else None
-        print(json.dumps(record, indent=2) if args.json else show(record))
+        say(json.dumps(record, indent=2) if args.json else show(record))
         return 0
 
     _require_db(settings)
@@ -486,17 +498,18 @@ def cmd_calls(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(call.to_json(), indent=2))
             else:
-                print(f"call {call.id}: {call.turn_count} turn(s)")
+                say(f"call {printable(call.id)}: {call.turn_count} turn(s)")
                 for t in call.turns:
-                    print(f"{time.strftime('%H:%M:%S', time.localtime(t.created_at))}  {t.role:<9} {t.text}")
+                    say(f"{time.strftime('%H:%M:%S', time.localtime(t.created_at))}  {t.role:<9} {printable(t.text)}")
             return 0
         calls = await store.list_calls(limit=args.limit)
         if args.json:
             print(json.dumps([c.to_json() for c in calls], indent=2))
             return 0
         for c in calls:
-            last = f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else "(no turns)"
-            print(f"{c.id:<20} {c.turn_count:>3} turn(s)  {time.strftime('%H:%M:%S', time.localtime(c.updated_at))}  {last[:80]}")
+            last = printable(f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else "(no turns)")
+            say(f"{printable(c.id):<20} {c.turn_count:>3} turn(s)  "
+                f"{time.strftime('%H:%M:%S', time.localtime(c.updated_at))}  {last[:80]}")
         if not calls:
             print("no calls")
         return 0
@@ -514,8 +527,9 @@ def cmd_transfers(args: argparse.Namespace) -> int:
             print(json.dumps([t.to_json() for t in transfers], indent=2))
             return 0
         for t in transfers:
-            issue = (t.summary or {}).get("issue", "")
-            print(f"{t.id}  {t.status.value:<11} call {t.call_id}  {t.from_agent} → {t.to_agent}  {issue[:60]}")
+            issue = printable((t.summary or {}).get("issue", ""))
+            say(f"{printable(t.id)}  {t.status.value:<11} call {printable(t.call_id)}  "
+                f"{printable(t.from_agent)} → {printable(t.to_agent)}  {issue[:60]}")
         if not transfers:
             print("no transfers")
         return 0
@@ -548,19 +562,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                               "processes": [p.summary() for p in processes]}, indent=2))
             return 0
         who = f"{owner['role']} pid {owner['pid']}" if owner else "nobody (not running)"
-        print(f"{settings.db_path} — dispatched by {who}")
-        print("  ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no processes")
+        say(f"{settings.db_path} — dispatched by {who}")
+        say("  ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no processes")
         rate = summary["success_rate_1h"]
         pools = "  ".join(f"{n} {u['used']}/{u['size']}" for n, u in summary["resources"].items())
-        print(f"success rate (1 h): {'—' if rate is None else f'{rate:.0%}'}   pools: {pools}")
+        say(f"success rate (1 h): {'—' if rate is None else f'{rate:.0%}'}   pools: {pools}")
         if processes:
-            width = max(len(p.id) for p in processes)
+            width = max(len(printable(p.id)) for p in processes)
             print(f"{'ID':<{width}}  {'KIND':<8} {'STATE':<11} {'PROG':>5}  {'TRY':>5}  {'PRIORITY':<8}  REASON")
             for p in processes:
-                reason = p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
-                                      if p.interruption and p.state.value == "interrupted" else "")
-                print(f"{p.id:<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
-                      f"{p.tries:>5}  {p.priority.value:<8}  {reason}".rstrip())
+                reason = printable(p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
+                                                if p.interruption and p.state.value == "interrupted" else ""))
+                say(f"{printable(p.id):<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
+                    f"{p.tries:>5}  {p.priority.value:<8}  {reason}".rstrip())
         return 0
 
     return asyncio.run(_with_store(settings, go))
@@ -680,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, not at exit, where a closed pipe would be a printed warning
         return code
     except UserError as e:
-        print(f"switchboard: {e}", file=sys.stderr)
+        say(f"switchboard: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

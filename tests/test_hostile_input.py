@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import signal
 import subprocess
@@ -257,3 +258,74 @@ def test_texts_in_events_and_reasons_are_capped(tmp_path):
         con.close()
     assert len(reason) < 4200 and reason.endswith("characters in all]")
     assert interruption is None or len(interruption) < 4400
+
+
+# -- terminal escapes in human-readable output -------------------------------------------------------
+
+# what must never reach a terminal raw: controls but the line break, bidirectional overrides
+ACTING = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+HOSTILE = "\x1b]0;PWNED\x07\x1b[2J\x1b]52;c;cHduZWQ=\x07 hi\r\u202egnp.exe"
+SHOWN = "\\x1b]0;PWNED\\x07\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07 hi\\r\\u202egnp.exe"
+
+
+def inert(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode in (0, 1), result.stderr
+    for text in (result.stdout, result.stderr):
+        assert ACTING.search(text) is None, text
+    return result.stdout
+
+
+def test_status_shows_escape_sequences_from_a_process_visibly(tmp_path):
+    """A shell process prints escape sequences (title, clear screen, clipboard, carriage return,
+    a right-to-left override) and fails; its last line becomes the reason. A pool is named with
+    one too. `status` shows them as visible escapes; `status --json` keeps them, JSON-escaped."""
+    printf = HOSTILE.replace("\x1b", "\\033").replace("\x07", "\\007").replace("\r", "\\r").replace(
+        "\u202e", "\\342\\200\\256")
+    Path("w.toml").write_text(
+        '[resources]\n"pool\\u001b[2J" = 2\n'
+        '[[process]]\nid = "a"\nkind = "shell"\nshell = true\nmax_attempts = 1\n'
+        f"command = '''printf 'out {printf}\\n'; printf '{printf}\\n' >&2; exit 3'''\n")
+    db = tmp_path / "e.db"
+    run = sb("run", "--db", str(db), "--workflow", "w.toml", "--until-idle")
+    assert run.returncode == 1, run.stderr
+    assert ACTING.search(run.stdout) is None  # JSON lines: escaped by JSON
+    out = inert(sb("status", "--db", str(db)))
+    assert SHOWN in out and "pool\\x1b[2J 0/2" in out
+    process = json.loads(sb("status", "--db", str(db), "--json").stdout)["processes"][0]
+    assert HOSTILE in process["reason"]
+
+
+def test_an_id_with_escapes_in_an_error_is_shown_visibly(tmp_path):
+    Path("w.toml").write_text(WORKFLOW)
+    db = tmp_path / "e.db"
+    assert sb("load", "--db", str(db), "w.toml").returncode == 0
+    result = sb("resume", "--db", str(db), HOSTILE)
+    assert result.returncode == 2
+    assert ACTING.search(result.stderr) is None and "\\x1b]0;PWNED" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from console.bench.groqsim import GroqSim
+
+    with GroqSim(key="gsk_test_hostile_0123456789") as server:
+        yield server
+
+
+def test_voice_calls_and_transfers_show_caller_and_llm_text_visibly(tmp_path, sim):
+    """What a caller said and what the LLM answered, both with escape sequences: `voice`,
+    `calls`, `calls --call`, `transfer` and `transfers` show them escaped; --json keeps them."""
+    sim.reset()
+    sim.configure(chat_content="reply " + HOSTILE)
+    env = {"GROQ_API_KEY": "gsk_test_hostile_0123456789", "GROQ_BASE_URL": sim.base_url}
+    db = str(tmp_path / "v.db")
+    out = inert(sb("voice", "--db", db, "--call", "c1", "--text", "caller " + HOSTILE, "--wait", env=env))
+    assert "caller:    caller " + SHOWN in out and "assistant: reply " + SHOWN in out
+    assert "caller " + SHOWN in inert(sb("calls", "--db", db, "--call", "c1"))
+    assert "\\x1b]0;PWNED" in inert(sb("calls", "--db", db))
+    sim.configure(chat_content=None)  # the summary: the simulator's JSON, from the caller's words
+    out = inert(sb("transfer", "--db", db, "--call", "c1", "--from", "ann", "--to", "bob", "--wait", env=env))
+    assert "\\x1b]0;PWNED" in out
+    inert(sb("transfers", "--db", db))
+    turns = json.loads(sb("calls", "--db", db, "--call", "c1", "--json").stdout)["turns"]
+    assert turns[0]["text"] == "caller " + HOSTILE
