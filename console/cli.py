@@ -255,10 +255,11 @@ def _listener(settings):
     return listener_for(settings)
 
 
-async def _with_store(settings, fn: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_store(settings, fn: Callable[[Any], Awaitable[int]], reads_only: bool = False) -> int:
     from console.store import open_store
 
-    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
+    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms,
+                       reads_only=reads_only)
     await store.open()
     try:
         return await fn(store)
@@ -514,7 +515,7 @@ def cmd_calls(args: argparse.Namespace) -> int:
             print("no calls")
         return 0
 
-    return asyncio.run(_with_store(settings, go))
+    return asyncio.run(_with_store(settings, go, reads_only=True))
 
 
 def cmd_transfers(args: argparse.Namespace) -> int:
@@ -534,7 +535,7 @@ def cmd_transfers(args: argparse.Namespace) -> int:
             print("no transfers")
         return 0
 
-    return asyncio.run(_with_store(settings, go))
+    return asyncio.run(_with_store(settings, go, reads_only=True))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -577,7 +578,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     f"{p.tries:>5}  {p.priority.value:<8}  {reason}".rstrip())
         return 0
 
-    return asyncio.run(_with_store(settings, go))
+    return asyncio.run(_with_store(settings, go, reads_only=True))
 
 
 def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import sqlite3
 import signal
@@ -329,3 +330,107 @@ def test_voice_calls_and_transfers_show_caller_and_llm_text_visibly(tmp_path, si
     inert(sb("transfers", "--db", db))
     turns = json.loads(sb("calls", "--db", db, "--call", "c1", "--json").stdout)["turns"]
     assert turns[0]["text"] == "caller " + HOSTILE
+
+
+# -- damaged and read-only database files -----------------------------------------------------------
+
+def loaded_db(tmp_path: Path, name: str = "d.db") -> Path:
+    Path("w.toml").write_text(WORKFLOW)
+    db = tmp_path / name
+    assert sb("load", "--db", str(db), "w.toml").returncode == 0
+    return db
+
+
+def garble_table(db: Path, table: str) -> None:
+    """Overwrite the root page of `table` with garbage, as a bad disk or a stray write would."""
+    con = sqlite3.connect(db)
+    try:
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    finally:
+        con.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(random.Random(7).randbytes(page_size))
+
+
+def commands_on(db: Path) -> dict[str, list[str]]:
+    return {"status": ["status", "--db", str(db)],
+            "load": ["load", "--db", str(db), "w.toml"],
+            "run": ["run", "--db", str(db), "--until-idle"]}
+
+
+@pytest.mark.parametrize("damage", ["text", "truncated", "garbage mid-file"])
+def test_a_damaged_database_file_is_one_line_and_left_as_it_is(tmp_path, damage):
+    db = loaded_db(tmp_path)
+    if damage == "text":
+        db.write_text("hello, I am not a database\n" * 100)
+    elif damage == "truncated":
+        db.write_bytes(db.read_bytes()[:3000])
+    else:
+        garble_table(db, "processes")
+    before = db.read_bytes()
+    for command, argv in commands_on(db).items():
+        result = sb(*argv)
+        one_line_exit_2(result, str(db))
+        if damage == "garbage mid-file":
+            assert "damaged" in result.stderr and "restore it from a backup" in result.stderr
+            assert "quick_check" in result.stderr
+        if command != "run" or damage != "garbage mid-file":
+            assert db.read_bytes() == before, command
+        # (`run` takes the lease before it reads the processes, so it finds this damage only
+        # after writing its lease row, which it releases on the way out)
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_read_only_folder_is_named_and_status_still_reads(tmp_path):
+    """A folder no file can be made in (SQLite needs its -wal and -shm beside the database),
+    the database itself writable: `status` reads it; a command that writes says the folder is
+    read-only (it said "not a Switchboard database")."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = loaded_db(folder)
+    if os.geteuid() == 0:
+        if not _immutable(folder, True):  # chmod does not stop root
+            pytest.skip("running as root, and chattr +i does not work here")
+    else:
+        folder.chmod(0o555)
+    try:
+        before = db.read_bytes()
+        status = sb("status", "--db", str(db))
+        assert status.returncode == 0 and "queued" in status.stdout, status.stderr
+        for command in ("load", "run"):
+            one_line_exit_2(sb(*commands_on(db)[command]), str(db), f"its folder {folder} is read-only")
+        assert db.read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == ["d.db"]
+    finally:
+        if os.geteuid() == 0:
+            _immutable(folder, False)
+        else:
+            folder.chmod(0o755)
+
+
+def test_a_database_on_a_read_only_filesystem_is_read_by_status(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only filesystem needs root")
+    db = loaded_db(tmp_path)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mount does not work here (no CAP_SYS_ADMIN)")
+    try:
+        (mnt / "d.db").write_bytes(db.read_bytes())
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        ro = mnt / "d.db"
+        status = sb("status", "--db", str(ro))
+        assert status.returncode == 0 and "queued" in status.stdout, status.stderr
+        assert json.loads(sb("status", "--db", str(ro), "--json").stdout)["processes"][0]["id"] == "a"
+        assert sb("calls", "--db", str(ro)).returncode == 0
+        for command in ("load", "run"):
+            one_line_exit_2(sb(*commands_on(ro)[command]), str(ro), "Read-only file system")
+        assert ro.read_bytes() == db.read_bytes()
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

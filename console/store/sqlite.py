@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 import os
@@ -16,7 +17,14 @@ from typing import Any, Callable, Generator, Iterable, Iterator
 import aiosqlite
 
 from console import compat
-from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable, WriteRejected
+from console.errors import (
+    NotADatabase,
+    SchemaTooNew,
+    StoreDamaged,
+    StoreError,
+    StoreUnavailable,
+    WriteRejected,
+)
 from console.model import (
     Call,
     Checkpoint,
@@ -163,6 +171,60 @@ def _event_from(row: sqlite3.Row) -> Event:
     )
 
 
+def _file_error(e: sqlite3.Error, path: str) -> StoreError | None:
+    """The port's error for what SQLite says is wrong with the file itself (damaged, not a
+    database, read-only), naming the file and what to do; None for any other error."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_CORRUPT"):
+        return StoreDamaged(f"{path}: the database file is damaged ({e}; {_quick_check(path)}): restore it "
+                            "from a backup")
+    if name.startswith("SQLITE_NOTADB"):
+        return NotADatabase(f"{path}: not a Switchboard database ({e})")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        folder = Path(path).parent
+        if not os.access(folder, os.W_OK):  # SQLite needs its -wal and -shm files beside the database
+            return StoreUnavailable(f"{path}: cannot open the database: its folder {folder} is read-only")
+        return StoreUnavailable(f"{path}: cannot open the database for writing ({e})")
+    return None
+
+
+def _quick_check(path: str) -> str:
+    """The first problem SQLite's quick_check finds, in words, from a read-only connection."""
+    try:
+        con = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = con.execute("PRAGMA quick_check(1)").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        return f"quick_check: {e}"
+    found = " ".join(str(r[0]).replace("*** in database main ***", "") for r in rows)
+    return "quick_check: " + " ".join(found.split())  # one line
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def call(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            error = _file_error(e, self.path)
+            if error is None:
+                raise
+            raise error from None
+
+    return call
+
+
+def _file_errors_as_the_ports(cls: type) -> type:
+    """Every public coroutine of the store raises the port's error for a damaged or read-only
+    file, not sqlite3's (`write` through its flusher, which hands the error to each waiter)."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and name != "write" and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _translated(member))
+    return cls
+
+
 def _rejected(e: sqlite3.IntegrityError) -> WriteRejected:
     rejected = WriteRejected(f"the write broke an integrity rule ({e}); none of it was committed")
     rejected.__cause__ = e
@@ -180,9 +242,14 @@ class _Commit(asyncio.Future):
         return False
 
 
+@_file_errors_as_the_ports
 class SqliteStore:
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
+                 reads_only: bool = False):
+        """`reads_only`: the caller only reads (`status`): a database that cannot be written (a
+        read-only file, folder or filesystem) is then opened read-only instead of refused."""
         self.path = str(path)
+        self._reads_only = reads_only
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
@@ -212,6 +279,9 @@ class SqliteStore:
         path = Path(self.path)
         if not path.parent.is_dir():
             raise StoreUnavailable(f"{path.parent}: the database's folder does not exist")
+        if self._reads_only and path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            await self._open_read_only(path)
+            return
         # Create the file ourselves so it is private (0600); SQLite gives -wal/-shm the same mode.
         try:
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
@@ -227,7 +297,31 @@ class SqliteStore:
             await self._db.close()
             self._db = None
             if isinstance(e, sqlite3.DatabaseError):
-                raise NotADatabase(f"{path}: not a Switchboard database ({e})") from None
+                raise _file_error(e, self.path) or NotADatabase(f"{path}: not a Switchboard database ({e})") from None
+            raise
+
+    async def _open_read_only(self, path: Path) -> None:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        if not os.access(path.parent, os.W_OK):
+            # SQLite cannot make the -shm file it reads a WAL database through; nothing can
+            # change the database there either, so it is read as it is
+            uri += "&immutable=1"
+        self._db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        try:
+            await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            version = (await (await self._db.execute("PRAGMA user_version")).fetchone())[0]
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(f"{self.path}: database schema v{version} is newer than this Switchboard "
+                                   f"(v{SCHEMA_VERSION})")
+            if version < SCHEMA_VERSION:
+                raise StoreUnavailable(f"{self.path}: the database cannot be written here, and it needs "
+                                       f"upgrading (schema v{version} → v{SCHEMA_VERSION}) first")
+        except BaseException as e:
+            await self._db.close()
+            self._db = None
+            if isinstance(e, sqlite3.DatabaseError):
+                raise _file_error(e, self.path) or NotADatabase(f"{path}: not a Switchboard database ({e})") from None
             raise
 
     async def _migrate(self) -> None:
@@ -303,6 +397,8 @@ class SqliteStore:
             except BaseException as e:  # noqa: BLE001 - handed to every waiter
                 if isinstance(e, sqlite3.IntegrityError):  # the port's error, not the driver's
                     e = _rejected(e)
+                elif isinstance(e, sqlite3.DatabaseError):
+                    e = _file_error(e, self.path) or e
                 if done is not None and not done.done():
                     done.set_exception(e)
                     done.exception()  # mark retrieved: a waiter may have gone
