@@ -652,6 +652,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from console.demo.seed import demo_settings, seed
 
     settings = _settings(args)
+    if args.db and Path(args.db).exists():  # the demo starts afresh: it deletes the file it is given
+        raise UserError(f"--db {args.db}: the demo starts from a fresh database and would delete this file; "
+                        "name a file that does not exist (or remove it yourself)")
     _check_listen(args, settings)  # before the old demo database is removed
     return cmd_console(args, prepare=seed, settings=demo_settings(settings, args.db))
 

@@ -434,3 +434,14 @@ def test_a_database_on_a_read_only_filesystem_is_read_by_status(tmp_path):
         assert ro.read_bytes() == db.read_bytes()
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_demo_never_deletes_an_existing_database(tmp_path, place):
+    """The demo starts from a fresh database, deleting the one --db names: an existing file
+    (a user's real database, named before `demo` now that the option is taken there) is refused."""
+    db = loaded_db(tmp_path)
+    before = db.read_bytes()
+    argv = ["--db", str(db), "demo"] if place == "before" else ["demo", "--db", str(db)]
+    one_line_exit_2(sb(*argv), str(db), "would delete this file")
+    assert db.read_bytes() == before
