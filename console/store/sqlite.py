@@ -219,8 +219,8 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
 def _file_errors_as_the_ports(cls: type) -> type:
     """Every public coroutine of the store raises the port's error for a damaged or read-only
     file, not sqlite3's (`write` through its flusher, which hands the error to each waiter)."""
-    for name, member in list(vars(cls).items()):
-        if not name.startswith("_") and name != "write" and inspect.iscoroutinefunction(member):
+    for name, member in inspect.getmembers(cls, inspect.iscoroutinefunction):  # inherited ones too
+        if not name.startswith("_") and name != "write":
             setattr(cls, name, _translated(member))
     return cls
 
