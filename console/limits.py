@@ -32,24 +32,19 @@ def loads_toml(text: str, source: str) -> dict[str, Any]:
 
 
 def nesting_depth(value: Any) -> int:
-    """How many tables and arrays deep `value` goes (a scalar: 0). Without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """How many tables and arrays deep `value` goes (a scalar: 0), level by level, without
+    recursion; it stops counting past NESTING_MAX."""
+    depth = 0
+    level = [value] if isinstance(value, (dict, list)) else []
+    while level and depth <= NESTING_MAX:
         depth += 1
-        if depth > deepest:
-            deepest = depth
-            if deepest > NESTING_MAX:  # no need to walk the rest
-                return deepest
-        stack.extend((child, depth) for child in children if isinstance(child, (dict, list)))
-    return deepest
+        below = []
+        for item in level:
+            for child in (item.values() if isinstance(item, dict) else item):
+                if isinstance(child, (dict, list)):
+                    below.append(child)
+        level = below
+    return depth
 
 
 def capped(text: str, limit: int = TEXT_MAX) -> str:

@@ -2,9 +2,10 @@
 
 Every error names the file, the process (or dependency) and the field.
 
-The TOML is read by `tomllib` (console.limits: nesting bounded). Parsing is on the path of `switchboard run --workflow F` (a cold
-start), so entries whose every field is already of its type and valid are taken as they are
-(`console.compat.plain_process_entry`, `plain_dependency_entry`: pydantic is then not imported);
+The TOML is read by `tomllib` (through console.limits, which bounds its nesting). Parsing is on
+the path of `switchboard run --workflow F` (a cold start), so entries whose every field is
+already of its type and valid are taken as they are (`console.compat.plain_process_entry`,
+`plain_dependency_entry`: pydantic is then not imported);
 any other goes through the pydantic models, which convert it or word the error."""
 
 from __future__ import annotations
