@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, NoReturn
 
 from console.model import UserError
+from console.printable import printable
+
+
+def say(text: str, file: Any = None) -> None:
+    """Print human-readable output: each line shown, never acting on the terminal (text from
+    outside may hold escape sequences; see console.printable). JSON passes unchanged: it has
+    none (json.dumps escapes control characters)."""
+    print("\n".join(printable(line) for line in text.split("\n")), file=file)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,9 +28,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="PATH", help="database file (env SWITCHBOARD_DB; default in the user data dir)")
-    p.add_argument("--config", metavar="PATH", help="settings TOML (default: the bundled switchboard.toml)")
+# Options the top level takes (for the console) that a command may take too. Given before the
+# command's name they are the top level's, after it the command's: two destinations, so one
+# given before is not overwritten by the command's default, and `_resolve_global_options`
+# refuses one the command does not take (never silently ignored).
+GLOBAL_OPTIONS: dict[str, tuple[str, Any]] = {  # dest: (flag, value when not given)
+    "db": ("--db", None), "config": ("--config", None), "theme": ("--theme", None),
+    "read_only": ("--read-only", False), "listen": ("--listen", None), "observe": ("--observe", False),
+}
+_AFTER = "_after_command"  # the destination's suffix for a global option given after the command
+_MISSING = object()
+
+
+def _global_option(p: argparse.ArgumentParser, top: bool, flag: str, **kw: Any) -> None:
+    dest = flag.lstrip("-").replace("-", "_")
+    p.add_argument(flag, dest=dest if top else dest + _AFTER, default=argparse.SUPPRESS, **kw)
+    if not top:
+        p.set_defaults(**{"accepts_" + dest: True})
+
+
+def _resolve_global_options(args: argparse.Namespace) -> None:
+    """One value per global option, wherever it was given; refused (exit 2) when the command
+    does not take it or it was given before and after the command with different values."""
+    values = vars(args)
+    command = values.get("command")
+    for dest, (flag, default) in GLOBAL_OPTIONS.items():
+        before = values.pop(dest, _MISSING)
+        after = values.pop(dest + _AFTER, _MISSING)
+        accepted = values.pop("accepts_" + dest, False)
+        if command is not None and before is not _MISSING and not accepted:
+            raise UserError(f"{flag} does not apply to `{command}`")
+        if before is not _MISSING and after is not _MISSING and before != after:
+            raise UserError(f"{flag} given twice, before and after `{command}`, with different values")
+        values[dest] = after if after is not _MISSING else before if before is not _MISSING else default
+
+
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    _global_option(p, top, "--db", metavar="PATH",
+                   help="database file (env SWITCHBOARD_DB; default in the user data dir)")
+    _global_option(p, top, "--config", metavar="PATH",
+                   help="settings TOML (default: the bundled switchboard.toml)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -30,10 +75,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     all twelve cost every start ~10 ms)."""
     parser = _Parser(prog="switchboard", description="Terminal operations console for voice-AI operations. "
                      "Without a command: the console.")
-    _common(parser)
-    _console_flags(parser)
-    parser.add_argument("--observe", action="store_true",
-                        help="watch the process that runs the engine; run it here only when taken over (T)")
+    _common(parser, top=True)
+    _console_flags(parser, top=True)
+    _global_option(parser, True, "--observe", action="store_true",
+                   help="watch the process that runs the engine; run it here only when taken over (T)")
     parser.set_defaults(func=cmd_console)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     for name, add in _COMMANDS.items():
@@ -53,8 +98,8 @@ def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="the console in a web browser (textual-serve), on this machine only; "
                        "the engine runs beside it for as long as it runs")
     _common(p)
-    p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
-    p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
+    _global_option(p, False, "--theme", metavar="NAME", help="console theme (setting tui.theme)")
+    _global_option(p, False, "--read-only", action="store_true", help="look, but do not act or dispatch")
     p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="default 8000")
     _listen_flag(p)
@@ -167,14 +212,14 @@ _COMMANDS: dict[str, Callable[[Any], None]] = {
 }
 
 
-def _console_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--theme", metavar="NAME", help="console theme (setting tui.theme)")
-    p.add_argument("--read-only", action="store_true", help="look, but do not act or dispatch")
-    _listen_flag(p)
+def _console_flags(p: argparse.ArgumentParser, top: bool = False) -> None:
+    _global_option(p, top, "--theme", metavar="NAME", help="console theme (setting tui.theme)")
+    _global_option(p, top, "--read-only", action="store_true", help="look, but do not act or dispatch")
+    _listen_flag(p, top)
 
 
-def _listen_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", metavar="HOST:PORT",
+def _listen_flag(p: argparse.ArgumentParser, top: bool = False) -> None:
+    _global_option(p, top, "--listen", metavar="HOST:PORT",
                    help="serve the HTTP intake there (setting intake.listen; beyond 127.0.0.1 it needs a token)")
 
 
@@ -210,10 +255,11 @@ def _listener(settings):
     return listener_for(settings)
 
 
-async def _with_store(settings, fn: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_store(settings, fn: Callable[[Any], Awaitable[int]], reads_only: bool = False) -> int:
     from console.store import open_store
 
-    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms)
+    store = open_store(str(settings.db_path), settings.store.synchronous, settings.store.busy_timeout_ms,
+                       reads_only=reads_only)
     await store.open()
     try:
         return await fn(store)
@@ -287,11 +333,11 @@ def _act(args: argparse.Namespace, kind: str, payload: dict[str, Any], precheck=
             await precheck(store, settings)
         status, message = await act(store, settings, kind, payload)
         if status == "done":
-            print(message)
+            say(message)
             return 0
         if status == "error":
             raise UserError(message)
-        print(f"switchboard: {message}", file=sys.stderr)
+        say(f"switchboard: {message}", file=sys.stderr)
         return 1
 
     return asyncio.run(_with_store(settings, go))
@@ -326,7 +372,7 @@ def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Ca
         if status == "error":
             raise UserError(message)
         if status != "done":
-            print(f"switchboard: {message}", file=sys.stderr)
+            say(f"switchboard: {message}", file=sys.stderr)
             return 1
         from console.voice.center import with_process
 
@@ -335,7 +381,7 @@ def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Ca
         fresh = (await store.get_voice_request(record["id"]) if kind == "voice"
                  else await store.get_transfer(record["id"]))
         record = with_process(fresh.to_json(), process)
-        print(json.dumps(record, indent=2) if args.json else show(record))
+        say(json.dumps(record, indent=2) if args.json else show(record))
         if not args.wait:
             return 0
         return 0 if record["state"] == "completed" else 1
@@ -343,33 +389,37 @@ def _work(args: argparse.Namespace, kind: str, payload: dict[str, Any], show: Ca
     return asyncio.run(_with_store(settings, go))
 
 
+# The show functions print fields from outside through `printable` one by one: a line break in
+# a transcript is shown as \n, not taken for a line of the output.
+
 def _state_line(r: dict) -> str:
-    line = f"{r['id']}: {r['state']}"
+    line = f"{printable(r['id'])}: {r['state']}"
     if r.get("interruption") and r["state"] in ("interrupted", "waiting"):
-        line += f" ({r['interruption']['type']}: {r['interruption']['message']})"
+        line += f" ({r['interruption']['type']}: {printable(r['interruption']['message'])})"
     elif r.get("reason"):
-        line += f" ({r['reason']})"
+        line += f" ({printable(r['reason'])})"
     return line
 
 
 def _show_voice(r: dict) -> str:
-    lines = [_state_line(r) + f"  call {r['call_id']}"]
+    lines = [_state_line(r) + f"  call {printable(r['call_id'])}"]
     if r.get("transcript") is not None:
-        lines.append(f"caller:    {r['transcript']}")
+        lines.append(f"caller:    {printable(r['transcript'])}")
     if r.get("reply") is not None:
         usage = r.get("usage") or {}
-        lines.append(f"assistant: {r['reply']}")
+        lines.append(f"assistant: {printable(r['reply'])}")
         lines.append(f"latency {r['latency_ms'].get('total', 0):.0f} ms, tokens {usage.get('prompt_tokens', 0)} in / "
                      f"{usage.get('completion_tokens', 0)} out, model {r.get('model')}")
     if r.get("speech_path"):
-        lines.append(f"speech:    {r['speech_path']}")
+        lines.append(f"speech:    {printable(r['speech_path'])}")
     return "\n".join(lines)
 
 
 def _show_transfer(r: dict) -> str:
-    line = f"{r['id']}: {r['status']}  call {r['call_id']}, {r['from_agent']} → {r['to_agent']}"
+    line = (f"{printable(r['id'])}: {r['status']}  call {printable(r['call_id'])}, "
+            f"{printable(r['from_agent'])} → {printable(r['to_agent'])}")
     if r.get("reason") and r["status"] not in ("ready", "completed"):
-        line += f" ({r['reason']})"
+        line += f" ({printable(r['reason'])})"
     lines = [line]
     summary = r.get("summary")
     if summary:
@@ -379,7 +429,7 @@ def _show_transfer(r: dict) -> str:
         for key in ("caller", "issue", "steps_taken", "sentiment", "next_action", "notes", "fallback_reason"):
             if summary.get(key):
                 value = "; ".join(summary[key]) if isinstance(summary[key], list) else summary[key]
-                lines.append(f"  {key.replace('_', ' ')}: {value}")
+                lines.append(f"  {key.replace('_', ' ')}: {printable(value)}")
     return "\n".join(lines)
 
 
@@ -420,12 +470,12 @@ def _act_print(args: argparse.Namespace, kind: str, payload: dict[str, Any], sho
         if status == "error":
             raise UserError(message)
         if status != "done":
-            print(f"switchboard: {message}", file=sys.stderr)
+            say(f"switchboard: {message}", file=sys.stderr)
             return 1
         record = json.loads(message)
         process = await store.get_process(record["process_id"])
         record["state"] = process.state.value if process else None
-        print(json.dumps(record, indent=2) if args.json else show(record))
+        say(json.dumps(record, indent=2) if args.json else show(record))
         return 0
 
     _require_db(settings)
@@ -449,22 +499,23 @@ def cmd_calls(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(call.to_json(), indent=2))
             else:
-                print(f"call {call.id}: {call.turn_count} turn(s)")
+                say(f"call {printable(call.id)}: {call.turn_count} turn(s)")
                 for t in call.turns:
-                    print(f"{time.strftime('%H:%M:%S', time.localtime(t.created_at))}  {t.role:<9} {t.text}")
+                    say(f"{time.strftime('%H:%M:%S', time.localtime(t.created_at))}  {t.role:<9} {printable(t.text)}")
             return 0
         calls = await store.list_calls(limit=args.limit)
         if args.json:
             print(json.dumps([c.to_json() for c in calls], indent=2))
             return 0
         for c in calls:
-            last = f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else "(no turns)"
-            print(f"{c.id:<20} {c.turn_count:>3} turn(s)  {time.strftime('%H:%M:%S', time.localtime(c.updated_at))}  {last[:80]}")
+            last = printable(f"{c.last_turn.role}: {c.last_turn.text}" if c.last_turn else "(no turns)")
+            say(f"{printable(c.id):<20} {c.turn_count:>3} turn(s)  "
+                f"{time.strftime('%H:%M:%S', time.localtime(c.updated_at))}  {last[:80]}")
         if not calls:
             print("no calls")
         return 0
 
-    return asyncio.run(_with_store(settings, go))
+    return asyncio.run(_with_store(settings, go, reads_only=True))
 
 
 def cmd_transfers(args: argparse.Namespace) -> int:
@@ -477,13 +528,14 @@ def cmd_transfers(args: argparse.Namespace) -> int:
             print(json.dumps([t.to_json() for t in transfers], indent=2))
             return 0
         for t in transfers:
-            issue = (t.summary or {}).get("issue", "")
-            print(f"{t.id}  {t.status.value:<11} call {t.call_id}  {t.from_agent} → {t.to_agent}  {issue[:60]}")
+            issue = printable((t.summary or {}).get("issue", ""))
+            say(f"{printable(t.id)}  {t.status.value:<11} call {printable(t.call_id)}  "
+                f"{printable(t.from_agent)} → {printable(t.to_agent)}  {issue[:60]}")
         if not transfers:
             print("no transfers")
         return 0
 
-    return asyncio.run(_with_store(settings, go))
+    return asyncio.run(_with_store(settings, go, reads_only=True))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -511,22 +563,22 @@ def cmd_status(args: argparse.Namespace) -> int:
                               "processes": [p.summary() for p in processes]}, indent=2))
             return 0
         who = f"{owner['role']} pid {owner['pid']}" if owner else "nobody (not running)"
-        print(f"{settings.db_path} — dispatched by {who}")
-        print("  ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no processes")
+        say(f"{settings.db_path} — dispatched by {who}")
+        say("  ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no processes")
         rate = summary["success_rate_1h"]
         pools = "  ".join(f"{n} {u['used']}/{u['size']}" for n, u in summary["resources"].items())
-        print(f"success rate (1 h): {'—' if rate is None else f'{rate:.0%}'}   pools: {pools}")
+        say(f"success rate (1 h): {'—' if rate is None else f'{rate:.0%}'}   pools: {pools}")
         if processes:
-            width = max(len(p.id) for p in processes)
+            width = max(len(printable(p.id)) for p in processes)
             print(f"{'ID':<{width}}  {'KIND':<8} {'STATE':<11} {'PROG':>5}  {'TRY':>5}  {'PRIORITY':<8}  REASON")
             for p in processes:
-                reason = p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
-                                      if p.interruption and p.state.value == "interrupted" else "")
-                print(f"{p.id:<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
-                      f"{p.tries:>5}  {p.priority.value:<8}  {reason}".rstrip())
+                reason = printable(p.reason or (f"{p.interruption.type.value}: {p.interruption.message}"
+                                                if p.interruption and p.state.value == "interrupted" else ""))
+                say(f"{printable(p.id):<{width}}  {p.kind:<8} {p.state.value:<11} {p.progress:>4.0f}%  "
+                    f"{p.tries:>5}  {p.priority.value:<8}  {reason}".rstrip())
         return 0
 
-    return asyncio.run(_with_store(settings, go))
+    return asyncio.run(_with_store(settings, go, reads_only=True))
 
 
 def cmd_console(args: argparse.Namespace, prepare=None, settings=None) -> int:
@@ -600,6 +652,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from console.demo.seed import demo_settings, seed
 
     settings = _settings(args)
+    if args.db and Path(args.db).exists():  # the demo starts afresh: it deletes the file it is given
+        raise UserError(f"--db {args.db}: the demo starts from a fresh database and would delete this file; "
+                        "name a file that does not exist (or remove it yourself)")
     _check_listen(args, settings)  # before the old demo database is removed
     return cmd_console(args, prepare=seed, settings=demo_settings(settings, args.db))
 
@@ -627,16 +682,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 EXIT_CLOSED_PIPE = 141
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line as the commands read it (a mistake: UserError, or argparse's exit 2)."""
     parser = build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
+    _resolve_global_options(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        args = parse_args(argv)
         code = args.func(args)
         sys.stdout.flush()  # here, not at exit, where a closed pipe would be a printed warning
         return code
     except UserError as e:
-        print(f"switchboard: {e}", file=sys.stderr)
+        say(f"switchboard: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -39,6 +39,10 @@ class NotADatabase(StoreError, UserError):
     """What the settings point at is not a Switchboard database."""
 
 
+class StoreDamaged(StoreError, UserError):
+    """The database file is damaged (SQLite found a malformed page): restore it from a backup."""
+
+
 class SchemaTooNew(StoreError, UserError):
     """The database was written by a newer Switchboard than this one: it is left untouched."""
 

@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from console.errors import Conflict, NotFound, UserError  # noqa: F401 - defined there, imported from here too
+from console.limits import TEXT_MAX, capped
 
 # JSON as the store and `switchboard run` write it: compact, anything JSON has no type for as
 # its str(). Built once: json.dumps with options builds a new encoder on every call.
@@ -18,6 +19,12 @@ _json_str = json_text  # a str alone: its JSON string literal
 # An event's data is the engine's own small dict of plain values: no cycle-check needed (a
 # cycle would raise RecursionError instead of ValueError).
 data_text = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
+
+
+# Upper bounds of the numbers a workflow or a settings file gives: far above any real use, and
+# far below what a database's integer column holds (a pool of 2**63 crashed the write).
+POOL_SIZE_MAX = 1_000_000  # a resource pool's size, and what one process takes of it
+TIMEOUT_MINUTES_MAX = 10 * 365 * 24 * 60  # ten years
 
 
 class State(str, Enum):
@@ -112,6 +119,9 @@ class Interruption:
     message: str = ""
     occurred_at: float = field(default_factory=time.time)
     retry_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.message = capped(self.message)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -270,6 +280,10 @@ class Event:
     data: dict[str, Any] | None = None
     _data_json: str | None = field(default=None, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if len(self.message) > TEXT_MAX:  # e.g. an error quoting a command line of megabytes
+            self.message = capped(self.message)
+
     @property
     def persisted(self) -> bool:
         return self.type not in ("progress", "log")
@@ -317,6 +331,7 @@ class Interrupted(Exception):
         type: InterruptionType | str = InterruptionType.TRANSIENT,
         retry_at: float | None = None,
     ):
+        message = capped(message)
         super().__init__(message)
         self.type = InterruptionType(type)
         self.message = message

@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar
 from console.bundled import default_config
 from console import compat
 from console.listen import parse_listen
-from console.model import UserError
+from console.model import POOL_SIZE_MAX, UserError
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
 
@@ -108,8 +108,8 @@ class _Field:
 
 def _pools_positive(v: dict[str, int]) -> dict[str, int]:
     for name, size in v.items():
-        if size < 0:
-            raise ValueError(f"pool {name!r} has a negative size {size}")
+        if not 0 <= size <= POOL_SIZE_MAX:
+            raise ValueError(f"pool {name!r}: size must be from 0 to {POOL_SIZE_MAX}, not {size}")
     return v
 
 
@@ -139,7 +139,7 @@ _ENGINE = {
     "cancel_grace_s": _Field("float", 2.0, ge=0, le=600),  # SIGTERM -> SIGKILL for shell work
     "retry_base_s": _Field("float", 1.0, gt=0, le=3600),
     "retry_max_s": _Field("float", 300.0, gt=0, le=86_400),
-    "history_retention_hours": _Field("float", 24.0, gt=0),
+    "history_retention_hours": _Field("float", 24.0, gt=0, le=87_600),  # ten years
     # How often the owner looks for changes other processes made (CLI commands).
     "external_poll_s": _Field("float", 0.2, gt=0, le=1.0),
     # An owner that has not renewed its claim for this long is considered dead.
@@ -148,7 +148,7 @@ _ENGINE = {
 _STORE = {
     # NORMAL survives a crash of the program; FULL also survives power loss.
     "synchronous": _Field("choice", "NORMAL", choices=("NORMAL", "FULL"), before=_upper),
-    "busy_timeout_ms": _Field("int", 5000, ge=0),
+    "busy_timeout_ms": _Field("int", 5000, ge=0, le=3_600_000),
 }
 _GROQ = {
     "timeout_s": _Field("float", 30.0, gt=0, le=600),
@@ -168,7 +168,7 @@ _VOICE = {
     "speech": _Field("bool", False),  # text-to-speech of the reply, to a WAV file in the data dir
     "tts_model": _Field("str", "playai-tts"),
     "tts_voice": _Field("str", "Fritz-PlayAI"),
-    "max_audio_mb": _Field("float", 25.0, gt=0),
+    "max_audio_mb": _Field("float", 25.0, gt=0, le=1024),
 }
 _TRANSFER = {
     "summary_model": _Field("str", "llama-3.3-70b-versatile"),
@@ -409,7 +409,7 @@ def _from_model(m: Any) -> Settings:
 def _check_toml(path: Path) -> dict[str, Any]:
     """Unknown keys in our own config file are mistakes worth naming (env may hold anything).
     Returns what the file says."""
-    import tomllib
+    from console.limits import loads_toml
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -417,10 +417,7 @@ def _check_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: cannot read config file: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not valid TOML: {e}") from None
+    data = loads_toml(text, str(path))
     for key, value in data.items():
         if key == "groq_api_key":
             raise UserError(f"{path}: keep groq_api_key out of config files; set GROQ_API_KEY "
@@ -471,5 +468,8 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         return _from_model(_pydantic_model()(**init))
     except ValidationError as e:
         raise UserError(_describe(e)) from None
+    except RecursionError:  # pydantic-settings decoding a SWITCHBOARD_* variable's JSON
+        raise UserError("invalid setting: a value in a SWITCHBOARD_* environment variable (or .env) is "
+                        "nested too deeply") from None
     finally:
         _config_file.reset(token)

@@ -30,6 +30,7 @@ from console.engine.pools import ResourcePools
 from console.engine.ready import ReadyQueue
 from console.engine.workflow import Workflow, check_workflow
 from console.kinds.context import _UNSET, RunContext
+from console.limits import capped
 from console.model import (
     AUTO_RETRY,
     DEAD_ENDS,
@@ -601,7 +602,7 @@ class Orchestrator:
             return
         previous = p.state
         p.state = state
-        p.reason = reason
+        p.reason = None if reason is None else capped(reason)
         p.updated_at = time.time()
         b.processes[p.id] = p
         hook = self.state_hooks.get(p.kind)

@@ -2,22 +2,31 @@
 
 Every error names the file, the process (or dependency) and the field.
 
-The TOML is read by `tomllib`. Parsing is on the path of `switchboard run --workflow F` (a cold
-start), so entries whose every field is already of its type and valid are taken as they are
-(`console.compat.plain_process_entry`, `plain_dependency_entry`: pydantic is then not imported);
+The TOML is read by `tomllib` (through console.limits, which bounds its nesting). Parsing is on
+the path of `switchboard run --workflow F` (a cold start), so entries whose every field is
+already of its type and valid are taken as they are (`console.compat.plain_process_entry`,
+`plain_dependency_entry`: pydantic is then not imported);
 any other goes through the pydantic models, which convert it or word the error."""
 
 from __future__ import annotations
 
 import marshal
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from console import compat, kinds
 from console.engine.graph import DependencyGraph
-from console.model import Dependency, DependencyType, Priority, Process, UserError
+from console.limits import loads_toml
+from console.model import (
+    POOL_SIZE_MAX,
+    TIMEOUT_MINUTES_MAX,
+    Dependency,
+    DependencyType,
+    Priority,
+    Process,
+    UserError,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,199}$"
 
@@ -48,7 +57,7 @@ def _entry_models() -> tuple[Any, Any]:
             dependency: str
             type: DependencyType = DependencyType.SEQUENTIAL
             required_completion_percent: float = Field(100.0, gt=0, le=100)
-            timeout_minutes: float | None = Field(None, gt=0)
+            timeout_minutes: float | None = Field(None, gt=0, le=TIMEOUT_MINUTES_MAX)
 
         _models = (_ProcessEntry, _DependencyEntry)
     return _models
@@ -128,10 +137,7 @@ def parse_workflow(path: str | Path) -> Workflow:
 
 
 def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{source}: not valid TOML: {e}") from None
+    data = loads_toml(text, source)
 
     unknown = set(data) - {"resources", "process", "dependency"}
     if unknown:
@@ -142,8 +148,9 @@ def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
     if not isinstance(resources, dict):
         raise UserError(f"{source}: [resources] must be a table of pool = size")
     for name, size in resources.items():
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise UserError(f"{source}: resources: pool {name!r}: size must be a whole number ≥ 0, not {size!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= POOL_SIZE_MAX:
+            raise UserError(f"{source}: resources: pool {name!r}: size must be a whole number from 0 to "
+                            f"{POOL_SIZE_MAX}, not {size!r}")
     wf.resources = dict(resources)
 
     raw_processes = data.get("process", [])
@@ -173,8 +180,9 @@ def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
             raise UserError(f"{where}: field 'id': duplicate id {pid!r}")
         seen.add(pid)
         for pool, amount in pools.items():
-            if amount < 1:
-                raise UserError(f"{where}: field 'resources': amount for pool {pool!r} must be ≥ 1, not {amount}")
+            if not 1 <= amount <= POOL_SIZE_MAX:
+                raise UserError(f"{where}: field 'resources': amount for pool {pool!r} must be from 1 to "
+                                f"{POOL_SIZE_MAX}, not {amount}")
         try:
             kind = kinds.get(kind_name)
         except KeyError:
@@ -214,6 +222,9 @@ def parse_workflow_text(text: str, source: str, base_dir: Path) -> Workflow:
             fields = (entry.dependent, entry.dependency, entry.type, entry.required_completion_percent,
                       entry.timeout_minutes)
         dependent, dependency, dtype, percent, timeout = fields
+        if timeout is not None and not timeout <= TIMEOUT_MINUTES_MAX:  # the fast path's entries too
+            raise UserError(f"{source}: dependency #{index + 1} ({dependent} → {dependency}): field "
+                            f"'timeout_minutes': must be at most {TIMEOUT_MINUTES_MAX} (ten years), not {timeout}")
         if dependent == dependency or (dependent, dependency) in pairs:
             where = f"{source}: dependency #{index + 1} ({raw.get('dependent')} → {raw.get('dependency')})"
             if dependent == dependency:

@@ -35,14 +35,15 @@ def is_server_url(location: str) -> bool:
     return location.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Store:
+def open_store(path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000, reads_only: bool = False) -> Store:
     """The store at `path`: a `postgresql://` (or `postgres://`) URL is a PostgreSQL database
     (psycopg is imported only then), anything else an SQLite file. `synchronous` and
-    `busy_timeout_ms` are SQLite's settings."""
+    `busy_timeout_ms` are SQLite's settings; `reads_only`: the caller only reads, so an SQLite
+    file that cannot be written is opened read-only."""
     if is_server_url(path):
         from console.store.postgres import PostgresStore
 
         return PostgresStore(path)
     from console.store.sqlite import SqliteStore
 
-    return SqliteStore(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    return SqliteStore(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, reads_only=reads_only)

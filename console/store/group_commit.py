@@ -36,7 +36,8 @@ class GroupCommit:
     `commit(batch, settle)` writes one batch in one transaction and returns once it is
     committed; it may call `settle` earlier, as soon as the transaction is durable, so that
     waiters wake without waiting for the rest of its work. An exception of `integrity_error`
-    becomes WriteRejected (its text through `detail`); any exception fails every write of
+    becomes WriteRejected (its text through `detail`); `translate` may name the port's error
+    for another (None: the driver's own); any exception fails every write of
     that batch, not those gathering behind it. `on_committed` runs once per committed batch.
     A writer waits until its batch is committed: that is the back-pressure on the loop."""
 
@@ -46,11 +47,13 @@ class GroupCommit:
         integrity_error: type[BaseException],
         detail: Callable[[BaseException], str] = str,
         on_committed: Callable[[], None] | None = None,
+        translate: Callable[[BaseException], BaseException | None] | None = None,
     ) -> None:
         self._commit = commit
         self._integrity_error = integrity_error
         self._detail = detail
         self._on_committed = on_committed
+        self._translate = translate
         self._pending = WriteBatch()
         self._pending_done: asyncio.Future[None] | None = None
         self._inflight_done: asyncio.Future[None] | None = None
@@ -104,6 +107,8 @@ class GroupCommit:
                         f"the write broke an integrity rule ({self._detail(e)}); none of it was committed")
                     rejected.__cause__ = e
                     e = rejected
+                elif self._translate is not None:
+                    e = self._translate(e) or e
                 if done is not None and not done.done():
                     done.set_exception(e)
                     done.exception()  # mark retrieved: a waiter may have gone

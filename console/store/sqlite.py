@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import os
 import sqlite3
@@ -19,7 +20,7 @@ from typing import Any, Callable
 import aiosqlite
 
 from console import compat
-from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable
+from console.errors import NotADatabase, SchemaTooNew, StoreDamaged, StoreError, StoreUnavailable
 from console.model import Call, Checkpoint, Dependency, Event, json_text, Process, ResumeRequest, Transfer, VoiceRequest
 from console.store import Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 from console.store.group_commit import GroupCommit, GroupCommitted, Settle
@@ -88,13 +89,73 @@ _WRITE_SQL = {
 assert set(_WRITE_SQL) == set(WRITES)
 
 
+def _file_error(e: sqlite3.Error, path: str) -> StoreError | None:
+    """The port's error for what SQLite says is wrong with the file itself (damaged, not a
+    database, read-only), naming the file and what to do; None for any other error."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_CORRUPT"):
+        return StoreDamaged(f"{path}: the database file is damaged ({e}; {_quick_check(path)}): restore it "
+                            "from a backup")
+    if name.startswith("SQLITE_NOTADB"):
+        return NotADatabase(f"{path}: not a Switchboard database ({e})")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        folder = Path(path).parent
+        if not os.access(folder, os.W_OK):  # SQLite needs its -wal and -shm files beside the database
+            return StoreUnavailable(f"{path}: cannot open the database: its folder {folder} is read-only")
+        return StoreUnavailable(f"{path}: cannot open the database for writing ({e})")
+    return None
+
+
+def _quick_check(path: str) -> str:
+    """The first problem SQLite's quick_check finds, in words, from a read-only connection."""
+    try:
+        con = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = con.execute("PRAGMA quick_check(1)").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        return f"quick_check: {e}"
+    found = " ".join(str(r[0]).replace("*** in database main ***", "") for r in rows)
+    return "quick_check: " + " ".join(found.split())  # one line
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def call(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            error = _file_error(e, self.path)
+            if error is None:
+                raise
+            raise error from None
+
+    return call
+
+
+def _file_errors_as_the_ports(cls: type) -> type:
+    """Every public coroutine of the store raises the port's error for a damaged or read-only
+    file, not sqlite3's (`write` through its flusher, which hands the error to each waiter)."""
+    for name, member in inspect.getmembers(cls, inspect.iscoroutinefunction):  # inherited ones too
+        if not name.startswith("_") and name != "write":
+            setattr(cls, name, _translated(member))
+    return cls
+
+
+@_file_errors_as_the_ports
 class SqliteStore(GroupCommitted):
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
+                 reads_only: bool = False):
+        """`reads_only`: the caller only reads (`status`): a database that cannot be written (a
+        read-only file, folder or filesystem) is then opened read-only instead of refused."""
         self.path = str(path)
+        self._reads_only = reads_only
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
-        self._group = GroupCommit(self._apply, sqlite3.IntegrityError, on_committed=self._wrote)
+        self._group = GroupCommit(self._apply, sqlite3.IntegrityError, on_committed=self._wrote,
+                                  translate=self._port_error)
         self._spec_json = SpecJson()
         self._wal = False
         self._writeback: _WalWriteback | None = None
@@ -113,6 +174,9 @@ class SqliteStore(GroupCommitted):
         path = Path(self.path)
         if not path.parent.is_dir():
             raise StoreUnavailable(f"{path.parent}: the database's folder does not exist")
+        if self._reads_only and path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            await self._open_read_only(path)
+            return
         # Create the file ourselves so it is private (0600); SQLite gives -wal/-shm the same mode.
         try:
             os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
@@ -128,7 +192,31 @@ class SqliteStore(GroupCommitted):
             await self._db.close()
             self._db = None
             if isinstance(e, sqlite3.DatabaseError):
-                raise NotADatabase(f"{path}: not a Switchboard database ({e})") from None
+                raise _file_error(e, self.path) or NotADatabase(f"{path}: not a Switchboard database ({e})") from None
+            raise
+
+    async def _open_read_only(self, path: Path) -> None:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        if not os.access(path.parent, os.W_OK):
+            # SQLite cannot make the -shm file it reads a WAL database through; nothing can
+            # change the database there either, so it is read as it is
+            uri += "&immutable=1"
+        self._db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        try:
+            await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            version = (await (await self._db.execute("PRAGMA user_version")).fetchone())[0]
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(f"{self.path}: database schema v{version} is newer than this Switchboard "
+                                   f"(v{SCHEMA_VERSION})")
+            if version < SCHEMA_VERSION:
+                raise StoreUnavailable(f"{self.path}: the database cannot be written here, and it needs "
+                                       f"upgrading (schema v{version} → v{SCHEMA_VERSION}) first")
+        except BaseException as e:
+            await self._db.close()
+            self._db = None
+            if isinstance(e, sqlite3.DatabaseError):
+                raise _file_error(e, self.path) or NotADatabase(f"{path}: not a Switchboard database ({e})") from None
             raise
 
     async def _migrate(self) -> None:
@@ -190,6 +278,10 @@ class SqliteStore(GroupCommitted):
                                               self._writeback)
 
     # -- WAL checkpoints ----------------------------------------------------------------
+
+    def _port_error(self, e: BaseException) -> BaseException | None:
+        """A failed commit's error as the port's, when SQLite says the file itself is wrong."""
+        return _file_error(e, self.path) if isinstance(e, sqlite3.DatabaseError) else None
 
     def _wrote(self) -> None:
         """After a commit: a background checkpoint follows once the writes pause."""
