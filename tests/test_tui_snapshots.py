@@ -30,7 +30,7 @@ from console.settings import load_settings
 from console.tui.app import SwitchboardApp
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen
 from console.tui.trends import Trends
-from console.tui.widgets import RowList
+from console.tui.widgets import RowList, clean
 
 SIZE = (120, 36)
 NOW = tui_data.FIXED_TS + 30
@@ -262,3 +262,8 @@ async def test_outside_text_is_shown_literally():
         screen_lines = [line for list_id in ("queue", "active", "graph", "calls", "events")
                         for line in pane_lines(app, list_id)]
         assert not any("\x1b" in line for line in screen_lines)
+
+
+def test_text_from_outside_shows_what_would_act_on_the_terminal():
+    # as the command line shows it: a bidirectional override reorders the row around it
+    assert clean("pay\u202eevil\x1b]0;t\x07\r\nnext") == "pay\\u202eevil\\x1b]0;t\\x07⏎next"

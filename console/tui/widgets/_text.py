@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Sequence
 
 from rich.style import Style
 from rich.text import Text
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from console.printable import printable
 
 
 def clean(value: Any) -> str:
     """Text from outside (process names, logs, transcripts, LLM output) shown as text:
-    control characters, escape sequences included, become visible `\\xNN`."""
+    line breaks show as ⏎, and what would act on the terminal (escape sequences, bidirectional
+    overrides) as the command line shows it: visible `\\x1b`, `\\u202e`."""
     text = "" if value is None else str(value)
-    text = text.replace("\r\n", "⏎").replace("\n", "⏎")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return printable(text.replace("\r\n", "⏎").replace("\n", "⏎"))
 
 
 def literal(value: Any, style: str | Style = "") -> Text:
