@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from console import kinds
-from console.engine.context import RunContext
 from console.engine.journal import Journal
 from console.engine.placement import Placement
 from console.engine.running import Work, WorkRunner, raise_later
@@ -37,7 +37,7 @@ class Dispatcher:
     def __init__(self, config: Any, placement: Placement, timers: WakeTimers, staging: Staging,
                  states: StateChanges, journal: Journal, runner: WorkRunner, running: dict[str, Work],
                  wake: asyncio.Event, stopping: Callable[[], bool],
-                 run_context: Callable[[Process], RunContext], batch: int = DISPATCH_BATCH):
+                 run_context: Callable[[Process], Any], batch: int = DISPATCH_BATCH):
         self._config = config  # the engine's settings: max_concurrent
         self._placement = placement
         self._timers = timers
@@ -48,7 +48,7 @@ class Dispatcher:
         self._running = running
         self._wake = wake
         self._stopping = stopping  # whether the engine is stopping
-        self._run_context = run_context
+        self._run_context = run_context  # what a run is handed (Orchestrator._run_context)
         self._batch = batch
         self.idle = asyncio.Event()  # set by a pass that finds nothing left to do
         self.commits: set[asyncio.Task[None]] = set()  # dispatch passes' commits in flight

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from console.model import UserError
 from console.store import LeaseHolder, Store

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from console.engine.graph import DependencyGraph
 from console.engine.journal import Journal, new_event
@@ -119,7 +119,7 @@ class Loader:
         return result
 
     def _steps(self, wf: Workflow, new: list[Process], new_deps: list[Dependency], b: WriteBatch,
-               result: LoadResult, deadline: float) -> Iterable[bool]:
+               result: LoadResult, deadline: float) -> Iterator[bool]:
         """Applies a checked workflow, yielding each time a slice has taken its time (the
         first ends at `deadline`). Its last step ends the load (_end), right before the
         caller submits the write."""

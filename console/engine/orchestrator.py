@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from console.engine.bus import EventBus
 from console.engine.context import _UNSET, RunContext
@@ -236,7 +237,7 @@ class Orchestrator:
 
     async def report(self, p: Process, progress: float | None, checkpoint: Any = _UNSET,
                      extra: WriteBatch | None = None) -> None:
-        await self._progress.report(p, progress, checkpoint, extra)
+        await self._progress.report(p, progress, checkpoint, checkpoint is not _UNSET, extra)
 
     def log(self, p: Process, text: str) -> None:
         """Log lines are written and announced with the next write, in their turn."""

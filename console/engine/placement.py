@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Callable, Container, Hashable, Iterable
+from collections.abc import Callable, Container, Hashable, Iterable
 
 from console.engine.graph import DependencyGraph
 from console.engine.journal import Journal

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from console.engine.context import _UNSET
 from console.engine.journal import Journal, new_event
 from console.engine.placement import Placement
 from console.model import Checkpoint, Process, State
@@ -20,20 +19,21 @@ class ProgressReports:
         self._placement = placement
         self._journal = journal
 
-    async def report(self, p: Process, progress: float | None, checkpoint: Any = _UNSET,
+    async def report(self, p: Process, progress: float | None, checkpoint: Any, has_checkpoint: bool,
                      extra: WriteBatch | None = None) -> None:
+        """`checkpoint` counts only with `has_checkpoint` (None is a checkpoint's value too)."""
         b = extra or WriteBatch()
         before = p.progress
         if progress is not None:
             p.progress = min(100.0, max(0.0, float(progress)))
-        if checkpoint is not _UNSET:
+        if has_checkpoint:
             p.checkpoint_seq += 1
             p.checkpoint = checkpoint
             b.checkpoints.append(Checkpoint(p.id, p.checkpoint_seq, p.progress, checkpoint, time.time()))
         p.updated_at = time.time()
         b.processes[p.id] = p
         notice = new_event(p.id, "progress", "", {"progress": round(p.progress, 1),
-                                                  "checkpoint": checkpoint is not _UNSET})
+                                                  "checkpoint": has_checkpoint})
         own = len(b.events)
         if p.progress > before:
             placement = self._placement

@@ -6,11 +6,11 @@ import asyncio
 import logging
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from console import kinds
-from console.engine.context import RunContext
 from console.engine.journal import Journal
 from console.engine.outcomes import Outcomes
 from console.engine.pools import ResourcePools
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Work:
     process: Process
-    ctx: RunContext
+    ctx: Any  # its RunContext, made by Orchestrator._run_context
     started: float
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "cancel" | "shutdown"

@@ -3,8 +3,8 @@ write is submitted (see Loader.load)."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Hashable
 
 
 @dataclass

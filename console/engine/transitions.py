@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from console.engine.journal import new_event
 from console.model import Process, State
@@ -36,7 +37,7 @@ class StateChanges:
         if hook is not None and previous is not state:
             hook(p, previous, b)
         progress = p.progress
-        info = {"from": previous.value, "attempt": p.attempt,
+        info: dict[str, Any] = {"from": previous.value, "attempt": p.attempt,
                 "progress": progress if progress == 0.0 or progress == 100.0 else round(progress, 1)}
         if state is State.INTERRUPTED and p.interruption is not None:
             info["interruption"] = p.interruption.to_json()
