@@ -11,10 +11,11 @@ from typing import Any
 from console import kinds
 from console.engine.journal import Journal
 from console.engine.placement import Placement
-from console.engine.running import Work, WorkRunner, raise_later
+from console.engine.running import WorkRunner, raise_later
 from console.engine.staging import Staging
 from console.engine.timers import WakeTimers
 from console.engine.transitions import StateChanges
+from console.engine.work import Work
 from console.model import Process, State
 from console.store import WriteBatch
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from console.engine.journal import Journal
 from console.engine.placement import Placement
 from console.engine.staging import Staging
 from console.engine.transitions import StateChanges
+from console.engine.work import Work
 from console.model import IN_QUEUE, RESUMABLE, Interruption, InterruptionType, Process, RequestSource, State, UserError
 from console.store import WriteBatch
-
-if TYPE_CHECKING:
-    from console.engine.running import Work
 
 
 class OperatorActions:

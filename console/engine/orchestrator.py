@@ -33,11 +33,12 @@ from console.engine.placement import Placement
 from console.engine.pools import ResourcePools
 from console.engine.progress import ProgressReports
 from console.engine.recovery import recover
-from console.engine.running import Work, WorkRunner
+from console.engine.running import WorkRunner
 from console.engine.staging import Staging
 from console.engine.status import summarise
 from console.engine.timers import WakeTimers
 from console.engine.transitions import StateChanges
+from console.engine.work import Work
 from console.engine.workflow import Workflow
 from console.model import Event, Process, ResumeRequest
 from console.settings import Settings
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 
 class Orchestrator:
+    """The engine as the rest of the program sees it (the console, the intake, the call
+    centre, the CLI's runner): its memory, the operations on it, and its life cycle. The work
+    itself is done by the parts it owns, each given only what it needs."""
+
     def __init__(self, store: Store, settings: Settings, *, role: str = "runner"):
         self.store = store
         self.settings = settings
@@ -71,6 +76,8 @@ class Orchestrator:
         self._stopping = False
         self._stopped = False
 
+        # The parts, wired. The dispatch batch and the load slice are taken from this module's
+        # names when the engine is made, so a test can narrow them here.
         self._journal = Journal(store, self.bus)
         self._herd = self._journal.herd
         self._states = StateChanges()

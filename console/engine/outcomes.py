@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from console.engine.placement import Placement
 from console.engine.transitions import StateChanges
+from console.engine.work import Work
 from console.model import AUTO_RETRY, Interrupted, Interruption, InterruptionType, Process, RequestSource, State
 from console.store import WriteBatch
-
-if TYPE_CHECKING:
-    from console.engine.running import Work
 
 
 class Outcomes:

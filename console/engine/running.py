@@ -7,7 +7,6 @@ import logging
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from console import kinds
@@ -15,27 +14,11 @@ from console.engine.journal import Journal
 from console.engine.outcomes import Outcomes
 from console.engine.pools import ResourcePools
 from console.engine.ready import ReadyQueue
+from console.engine.work import Work
 from console.model import Interrupted, PermanentFailure, Process
 from console.store import WriteBatch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Work:
-    process: Process
-    ctx: Any  # its RunContext, made by Orchestrator._run_context
-    started: float
-    task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None  # "cancel" | "shutdown"
-    finished: asyncio.Event = field(default_factory=asyncio.Event)  # outcome committed
-    # writes that must be committed before the work starts (its registration, the
-    # completion of what it depends on), but not its own `running` row
-    barrier: Any = None
-    begun: Any = None  # what the kind's `begin` returned: the run awaits it instead of `run`
-    # its task has taken its first step: cancelling a task before that skips its body (no
-    # outcome, no slot released), so a cancel before then is left to the run (stop_reason)
-    entered: bool = False
 
 
 async def raise_later(e: BaseException) -> None:
