@@ -49,6 +49,20 @@ __all__ = ["LoadResult", "Orchestrator", "OwnedElsewhere", "lease_is_stale", "su
 log = logging.getLogger(__name__)
 
 
+async def _end_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancels `tasks` and waits for their end, cancelling again the ones still going: a
+    dependency can lose a cancellation (a database driver's wait can), and a loop that lost
+    it would run on."""
+    pending = {t for t in tasks if not t.done()}
+    for t in pending:
+        t.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+        for t in pending:
+            t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)  # their exceptions retrieved
+
+
 class Orchestrator:
     """The engine as the rest of the program sees it (the console, the intake, the call
     centre, the CLI's runner): its memory, the operations on it, and its life cycle. The work
@@ -164,9 +178,7 @@ class Orchestrator:
         await asyncio.gather(*self._dispatcher.commits, *self._loader.in_slices, return_exceptions=True)
         await self._runner.stop_all(self.config.shutdown_grace_s)
         self._timers.cancel()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _end_tasks(self._tasks)
         await self._journal.drain()
         for service in self.services.values():
             close = getattr(service, "aclose", None)
