@@ -560,3 +560,39 @@ async def test_subscribers_get_events_in_seq_order_and_a_notice_waits_for_the_wr
     assert seqs == sorted(set(seqs)), [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a][:5]
     assert [e.type for e in seen[-2:]] == ["pool", "provider"]
     assert sum(e.type == "log" for e in seen) == 40 and sum(e.type == "progress" for e in seen) == 60
+
+
+async def test_stop_ends_background_work_that_swallowed_its_cancellation(tmp_path):
+    """A cancellation can be lost inside a dependency (a database driver's wait can lose it; an
+    inbox handler that ignores it, here): stop() cancels the engine's own tasks again until
+    they have ended, and returns, the database released."""
+    from conftest import make_settings
+    from console.engine.orchestrator import Orchestrator
+    from console.store import open_store
+
+    entered = asyncio.Event()
+
+    async def stubborn(payload):
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # swallowed: its task goes on
+        return "done"
+
+    settings = make_settings(tmp_path, external_poll_s=0.01)
+    store = open_store(str(settings.db_path))
+    await store.open()
+    orch = Orchestrator(store, settings)
+    orch.commands["stubborn"] = stubborn
+    await orch.start()
+    cli = open_store(str(settings.db_path))  # another connection, as the CLI's
+    await cli.open()
+    try:
+        await cli.post_command("stubborn", {})
+        await asyncio.wait_for(entered.wait(), 10)
+        await asyncio.wait_for(orch.stop(), 10)
+        assert await cli.lease_holder() is None
+    finally:
+        await cli.close()
+        await store.close()
