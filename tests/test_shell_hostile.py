@@ -200,3 +200,25 @@ def test_a_folder_of_the_old_layout_is_kept_by_its_own_id(tmp_path):
     shared = tmp_path / "work" / "a_b"
     shared.mkdir()
     assert workdir_for(tmp_path, "a/b") != shared and shared.is_dir()
+
+
+# -- item 1 (log part): a command's log is capped --------------------------------------------------
+
+async def test_a_commands_log_keeps_its_first_and_last_lines_and_says_how_many_were_dropped(tmp_path, mode):
+    text = ('[[process]]\nid = "s"\nkind = "shell"\nshell = true\n'
+            'command = "i=1; while [ $i -le 100 ]; do echo line $i; i=$((i+1)); done"\n')
+    async with running_engine(tmp_path, max_log_lines=10) as orch:
+        await orch.load(workflow(text))
+        await orch.run_until_idle()
+        assert orch.processes["s"].state is State.COMPLETED
+        logged = [line for _, line in await orch.store.logs("s", limit=1000)]
+    assert logged[:5] == [f"line {i}" for i in range(1, 6)]
+    assert logged[5].startswith("(90 lines dropped here")
+    assert logged[6:] == [f"line {i}" for i in range(96, 101)]
+
+
+def test_the_log_cap_is_a_setting_with_a_default(tmp_path):
+    from console.settings import load_settings
+
+    assert load_settings(db=tmp_path / "t.db").engine.max_log_lines == 10_000
+    assert load_settings(db=tmp_path / "t.db", engine={"max_log_lines": 50}).engine.max_log_lines == 50

@@ -38,6 +38,7 @@ from typing import Any, Awaitable, Iterable
 
 from console.engine.context import RunContext
 from console.kinds import SpecError, spawner
+from console.kinds.shell_log import CappedLog
 from console.kinds.shell_runs import RunRecords, stop_left_behind
 from console.model import Interrupted, InterruptionType, PermanentFailure
 
@@ -106,6 +107,10 @@ class ShellKind:
         if records.left_behind(ctx.process_id) is not None:
             return None
         return _finished(_start_direct(ctx, records))
+
+
+def _capped_log(ctx: RunContext) -> CappedLog:
+    return CappedLog(ctx.log, ctx.settings.engine.max_log_lines)
 
 
 def _records(ctx: RunContext) -> RunRecords:
@@ -418,6 +423,7 @@ class _Child:
         self.ctx = ctx
         self.loop = loop
         self.records = records
+        self.log = _capped_log(ctx)
         self.pid = 0
         self.returncode: int | None = None
         self.terminated = False  # SIGTERM sent (or due) because the engine is stopping
@@ -569,7 +575,7 @@ class _Child:
                 lines = _split_lines(self, "_err", "_err_dropping", final=True)
             for line in lines:
                 if line is not None:
-                    self.ctx.log(line)
+                    self.log(line)
                     self.err_tail.append(line)
         except Exception as e:  # noqa: BLE001 - handed to the run, which raises it
             self._error = e
@@ -665,9 +671,9 @@ class _Child:
                 break
             line = lines[0]
             if line is None:
-                ctx.log("(a line longer than 1 MiB was dropped)")
+                self.log("(a line longer than 1 MiB was dropped)")
                 continue
-            await _protocol_line(ctx, line)
+            await _protocol_line(ctx, line, self.log)
         if self._out_paused and len(self._out) <= _STREAM_LIMIT and self._out_fd >= 0:
             self._out_paused = False
             self.loop.add_reader(self._out_fd, self._read_out)
@@ -783,6 +789,7 @@ async def _serve_direct(child: _Child) -> int:
         raise
     finally:
         child.close()
+        child.log.close()
         if child.pid and child.returncode is not None and not child.lost_track:
             child.records.forget(ctx.process_id)
     if child.lost_track:
@@ -826,8 +833,9 @@ async def _run_asyncio(ctx: RunContext, records: RunRecords) -> tuple[int, deque
         _signal_group(proc, signal.SIGTERM)
 
     stop_watch = asyncio.create_task(_on_event(ctx.stopping, terminate))
-    readers = [asyncio.create_task(_read_stdout(proc.stdout, ctx)),
-               asyncio.create_task(_read_stderr(proc.stderr, ctx, err_tail))]
+    log = _capped_log(ctx)
+    readers = [asyncio.create_task(_read_stdout(proc.stdout, ctx, log)),
+               asyncio.create_task(_read_stderr(proc.stderr, log, err_tail))]
     try:
         await asyncio.gather(*readers)
         code = await proc.wait()
@@ -839,6 +847,7 @@ async def _run_asyncio(ctx: RunContext, records: RunRecords) -> tuple[int, deque
         for r in readers:
             r.cancel()
         await asyncio.gather(stop_watch, *readers, return_exceptions=True)
+        log.close()
         if proc.returncode is not None:
             records.forget(ctx.process_id)
     return code, err_tail
@@ -875,16 +884,16 @@ async def _on_event(event: asyncio.Event, action: Any) -> None:
     action()
 
 
-async def _read_stdout(stream: asyncio.StreamReader, ctx: RunContext) -> None:
+async def _read_stdout(stream: asyncio.StreamReader, ctx: RunContext, log: CappedLog) -> None:
     while True:
         try:
             raw = await stream.readline()
         except ValueError:  # a line over the limit: skip it, keep the protocol going
-            ctx.log("(a line longer than 1 MiB was dropped)")
+            log("(a line longer than 1 MiB was dropped)")
             continue
         if not raw:
             return
-        await _protocol_line(ctx, raw.decode("utf-8", "replace").rstrip("\r\n"))
+        await _protocol_line(ctx, raw.decode("utf-8", "replace").rstrip("\r\n"), log)
 
 
 def _read_chunk(fd: int) -> bytes | None:
@@ -897,7 +906,7 @@ def _read_chunk(fd: int) -> bytes | None:
         return b""
 
 
-async def _protocol_line(ctx: RunContext, line: str) -> None:
+async def _protocol_line(ctx: RunContext, line: str, log: CappedLog) -> None:
     """One line of a command's stdout: `::progress N`, `::checkpoint JSON`, or a log line
     (also what looks like the protocol but is not valid)."""
     if line.startswith("::progress "):
@@ -910,14 +919,14 @@ async def _protocol_line(ctx: RunContext, line: str) -> None:
         try:
             data = json.loads(line[len("::checkpoint "):])
         except json.JSONDecodeError:
-            ctx.log(f"(ignored a checkpoint that is not JSON) {line}")
+            log(f"(ignored a checkpoint that is not JSON) {line}")
             return
         await ctx.report(checkpoint=data)
         return
-    ctx.log(line)
+    log(line)
 
 
-async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext, err_tail: deque[str]) -> None:
+async def _read_stderr(stream: asyncio.StreamReader, log: CappedLog, err_tail: deque[str]) -> None:
     while True:
         try:
             raw = await stream.readline()
@@ -926,7 +935,7 @@ async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext, err_tail: 
         if not raw:
             return
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        ctx.log(line)
+        log(line)
         err_tail.append(line)
 
 
