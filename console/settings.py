@@ -137,6 +137,7 @@ _ENGINE = {
                         check=_pools_positive),
     "shutdown_grace_s": _Field("float", 0.5, ge=0, le=600),
     "cancel_grace_s": _Field("float", 2.0, ge=0, le=600),  # SIGTERM -> SIGKILL for shell work
+    "max_log_lines": _Field("int", 10_000, ge=2, le=10_000_000),  # a shell command's log, per run
     "retry_base_s": _Field("float", 1.0, gt=0, le=3600),
     "retry_max_s": _Field("float", 300.0, gt=0, le=86_400),
     "history_retention_hours": _Field("float", 24.0, gt=0, le=87_600),  # ten years

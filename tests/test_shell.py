@@ -372,7 +372,7 @@ async def test_output_after_the_exit_and_more_than_a_pipe_holds(tmp_path, mode):
     text = (shell_process("late", "(sleep 0.2; echo late; echo late-err >&2) & echo early")
             + f'[[process]]\nid = "big"\nkind = "shell"\ncommand = ["{sys.executable}", "-c", '
               '"import sys; sys.stdout.write(\'line\\\\n\' * 30000); print(\'::progress 50\')"]\n')
-    async with running_engine(tmp_path) as orch:
+    async with running_engine(tmp_path, max_log_lines=100_000) as orch:
         await spawner_ready(mode)
         t0 = time.monotonic()
         await orch.load(workflow(text))

@@ -42,6 +42,7 @@ from console.engine.workflow import Workflow
 from console.kinds.context import _UNSET, RunContext
 from console.model import Event, Process, ResumeRequest
 from console.settings import Settings
+from console.workdirs import workdir_for
 from console.store import Command, Store, WriteBatch
 
 __all__ = ["LoadResult", "Orchestrator", "OwnedElsewhere", "lease_is_stale", "summarise"]
@@ -263,10 +264,7 @@ class Orchestrator:
         self._journal.log(p.id, text)
 
     def workdir(self, process_id: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in process_id)
-        path = self.settings.resolved_data_dir / "work" / safe
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return workdir_for(self.settings.resolved_data_dir, process_id)  # one folder per id, 0700
 
     # -- read side ------------------------------------------------------------------------------
 

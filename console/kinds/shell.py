@@ -38,7 +38,9 @@ from typing import Any, Awaitable, Iterable
 
 from console.kinds import SpecError, spawner
 from console.kinds.context import RunContext
-from console.model import Interrupted, InterruptionType
+from console.kinds.shell_log import CappedLog
+from console.kinds.shell_runs import RunRecords, stop_left_behind
+from console.model import Interrupted, InterruptionType, PermanentFailure
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +88,55 @@ class ShellKind:
         return {"command": command, "shell": use_shell, "env": env, "cwd": str(resolved)}
 
     async def run(self, ctx: RunContext) -> None:
+        records = _records(ctx)
+        left = records.left_behind(ctx.process_id)
+        if left is not None:
+            await _stop_the_one_left_behind(ctx, records, *left)
         if _pidfd_supported():
-            await _finished(_start_direct(ctx))
+            await _finished(_start_direct(ctx, records))
         else:
-            _outcome(*await _run_asyncio(ctx))
+            _outcome(*await _run_asyncio(ctx, records))
 
     def begin(self, ctx: RunContext) -> Awaitable[None] | None:
         """Asks for the command at once (see kinds/__init__.py): the dispatcher's pass runs a
-        turn before the run's task, and a turn here is ~0.5 ms of a command's ~4 under load."""
+        turn before the run's task, and a turn here is ~0.5 ms of a command's ~4 under load.
+        A command a dead runner left running must be stopped first: that is `run`'s."""
         if not _pidfd_supported():
             return None
-        return _finished(_start_direct(ctx))
+        records = _records(ctx)
+        if records.left_behind(ctx.process_id) is not None:
+            return None
+        return _finished(_start_direct(ctx, records))
+
+
+def _capped_log(ctx: RunContext) -> CappedLog:
+    return CappedLog(ctx.log, ctx.settings.engine.max_log_lines)
+
+
+def _records(ctx: RunContext) -> RunRecords:
+    folder = ctx.settings.resolved_data_dir / "running"
+    return ctx.service("shell.run_records", lambda: RunRecords(folder))
+
+
+async def _stop_the_one_left_behind(ctx: RunContext, records: RunRecords, pgid: int, started: int) -> None:
+    """Before the process runs again: its command from a runner that died is still running
+    (same pid, same start time). Two copies must never run at once, so it is stopped."""
+    ctx.log(f"the command of a runner that stopped unexpectedly still runs (process group {pgid}): "
+            "stopping it before this attempt")
+    how = await stop_left_behind(pgid, started, ctx.cancel_grace_s)
+    ctx.log(f"the command left running (process group {pgid}) {how}; starting attempt {ctx.attempt}")
+    records.forget(ctx.process_id)
 
 
 async def _finished(child: _Child) -> None:
     _outcome(await _serve_direct(child), child.err_tail)
+
+
+def _note_running(records: RunRecords, process_id: str, pid: int) -> None:
+    try:
+        records.record(process_id, pid)
+    except OSError as e:  # e.g. a full disk: the command runs all the same, unrecorded
+        log.warning("%s: cannot record its running command (pid %d): %s", process_id, pid, e.strerror)
 
 
 def _outcome(code: int, err_tail: Iterable[str] = ()) -> None:
@@ -128,8 +164,24 @@ def _argv(spec: dict[str, Any]) -> list[str]:
     return ["/bin/sh", "-c", spec["command"]] if spec.get("shell") else list(spec["command"])
 
 
-def _cannot_start(spec: dict[str, Any], e: OSError) -> Interrupted:
-    return Interrupted(f"cannot start {spec['command']!r}: {e.strerror}", InterruptionType.ERROR)
+# What exec says of the command itself: running it again cannot help, so it fails at once.
+# (Out of memory, processes or file descriptors, or a lost spawner, may pass: retried.)
+_EXEC_PERMANENT = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOEXEC, errno.E2BIG,
+                             errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.EISDIR,
+                             errno.ETXTBSY})
+_PROGRAM_SHOWN_MAX = 200  # the command named in a reason (an argv can be megabytes)
+
+
+def _cannot_start(spec: dict[str, Any], e: OSError) -> Exception:
+    """The run's outcome when the command did not start: one line naming the program (not
+    the whole argv) and the OS's reason; permanent when exec itself refused it."""
+    program = spec["command"] if spec.get("shell") else spec["command"][0]
+    shown = program if len(program) <= _PROGRAM_SHOWN_MAX else program[:_PROGRAM_SHOWN_MAX] + "…"
+    why = (e.strerror or str(e)).replace("\n", " ")
+    text = f"cannot start {shown!r}: {why}"
+    if e.errno in _EXEC_PERMANENT:
+        return PermanentFailure(text)
+    return Interrupted(text, InterruptionType.ERROR)
 
 
 # -- the direct path: fork/exec and loop readers -----------------------------------------------------
@@ -150,9 +202,23 @@ def _pidfd_supported() -> bool:
     return _pidfd_ok
 
 
+# Secrets of the engine that a command does not get unless its spec's `env` passes them on
+# by name: the names below, and any name ending in _API_KEY, _SECRET or _TOKEN, or holding
+# PASSWORD (case aside).
+SECRET_NAMES = frozenset({"GROQ_API_KEY", "SWITCHBOARD_INTAKE_TOKEN", "SWITCHBOARD_INTAKE__TOKEN",
+                          "LIVEKIT_API_SECRET"})
+_SECRET_SUFFIXES = ("_API_KEY", "_SECRET", "_TOKEN")
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper in SECRET_NAMES or upper.endswith(_SECRET_SUFFIXES) or "PASSWORD" in upper
+
+
 def _child_environment(ctx: RunContext) -> tuple[list[bytes], bytes | None]:
-    """The child's environment as `KEY=value` bytes (what exec takes), and its PATH: ours,
-    the spec's `env` over it, SWITCHBOARD_ATTEMPT/PROCESS and, on a resume, the checkpoint."""
+    """The child's environment as `KEY=value` bytes (what exec takes), and its PATH: ours
+    without its secrets, the spec's `env` over it, SWITCHBOARD_ATTEMPT/PROCESS and, on a
+    resume, the checkpoint."""
     over: dict[bytes, bytes | None] = {}
     for k, v in (ctx.spec.get("env") or {}).items():
         key = os.fsencode(k)
@@ -164,28 +230,28 @@ def _child_environment(ctx: RunContext) -> tuple[list[bytes], bytes | None]:
     over[b"SWITCHBOARD_CHECKPOINT"] = (
         os.fsencode(json.dumps(ctx.checkpoint)) if ctx.checkpoint is not None else None
     )
-    # os.environ keeps the encoded form in `_data`; walking the mapping itself costs ~50 µs
-    base = getattr(os.environ, "_data", None)
-    if not isinstance(base, dict):  # pragma: no cover - some other os module
-        base = dict(os.environb)
+    base = _inherited_environment()
     if any(k in base for k in over):
-        env = [k + b"=" + v for k, v in base.items() if k not in over]
+        env = [e for k, e in base.items() if k not in over]
     else:
-        env = _inherited_entries(base).copy()
+        env = list(base.values())
     env += [k + b"=" + v for k, v in over.items() if v is not None]
-    path = over[b"PATH"] if b"PATH" in over else base.get(b"PATH")
+    path = over[b"PATH"] if b"PATH" in over else (base[b"PATH"][5:] if b"PATH" in base else None)
     return env, path
 
 
-_inherited: tuple[dict[bytes, bytes], list[bytes]] | None = None
+_inherited: tuple[dict[bytes, bytes], dict[bytes, bytes]] | None = None
 
 
-def _inherited_entries(base: dict[bytes, bytes]) -> list[bytes]:
-    """Our own environment as `KEY=value` entries: built again only when it has changed
-    (comparing the mappings is C code; building the entries cost ~20 µs a command)."""
+def _inherited_environment() -> dict[bytes, bytes]:
+    """Our own environment without its secrets, as name -> `KEY=value` entry: built again
+    only when the environment has changed (comparing the mappings is C code; building the
+    entries is not)."""
     global _inherited
+    base = dict(os.environb)
     if _inherited is None or _inherited[0] != base:
-        _inherited = (dict(base), [k + b"=" + v for k, v in base.items()])
+        _inherited = (base, {k: k + b"=" + v for k, v in base.items()
+                             if not is_secret_name(os.fsdecode(k))})
     return _inherited[1]
 
 
@@ -353,9 +419,11 @@ class _Child:
     """One running command. The run sleeps on one future, woken by its exit (a pidfd reader on
     the loop, or the spawner's answer), by its pipes once they are watched, or by a timer."""
 
-    def __init__(self, ctx: RunContext, loop: asyncio.AbstractEventLoop):
+    def __init__(self, ctx: RunContext, loop: asyncio.AbstractEventLoop, records: RunRecords):
         self.ctx = ctx
         self.loop = loop
+        self.records = records
+        self.log = _capped_log(ctx)
         self.pid = 0
         self.returncode: int | None = None
         self.terminated = False  # SIGTERM sent (or due) because the engine is stopping
@@ -421,6 +489,7 @@ class _Child:
                 self.close()
                 raise
             self.loop.add_reader(self._pidfd, self._exited)
+            _note_running(self.records, self.ctx.process_id, self.pid)
         if self.ctx.stopping.is_set():
             self._terminate()
         self._watch_timer = self.loop.call_later(_WATCH_AFTER_S, self._watch)
@@ -436,6 +505,7 @@ class _Child:
 
     def started(self, pid: int) -> None:
         self.pid = pid
+        _note_running(self.records, self.ctx.process_id, pid)
         if self.terminated:  # the engine stopped before the pid came
             self.signal(signal.SIGTERM)
         if self._waiting_pid:
@@ -505,7 +575,7 @@ class _Child:
                 lines = _split_lines(self, "_err", "_err_dropping", final=True)
             for line in lines:
                 if line is not None:
-                    self.ctx.log(line)
+                    self.log(line)
                     self.err_tail.append(line)
         except Exception as e:  # noqa: BLE001 - handed to the run, which raises it
             self._error = e
@@ -601,9 +671,9 @@ class _Child:
                 break
             line = lines[0]
             if line is None:
-                ctx.log("(a line longer than 1 MiB was dropped)")
+                self.log("(a line longer than 1 MiB was dropped)")
                 continue
-            await _protocol_line(ctx, line)
+            await _protocol_line(ctx, line, self.log)
         if self._out_paused and len(self._out) <= _STREAM_LIMIT and self._out_fd >= 0:
             self._out_paused = False
             self.loop.add_reader(self._out_fd, self._read_out)
@@ -699,8 +769,8 @@ def _split_lines(owner: Any, buf_name: str, drop_name: str, *, final: bool,
     return lines
 
 
-def _start_direct(ctx: RunContext) -> _Child:
-    child = _Child(ctx, asyncio.get_running_loop())
+def _start_direct(ctx: RunContext, records: RunRecords) -> _Child:
+    child = _Child(ctx, asyncio.get_running_loop(), records)
     try:
         child.start()
     except OSError as e:
@@ -719,6 +789,9 @@ async def _serve_direct(child: _Child) -> int:
         raise
     finally:
         child.close()
+        child.log.close()
+        if child.pid and child.returncode is not None and not child.lost_track:
+            child.records.forget(ctx.process_id)
     if child.lost_track:
         raise Interrupted("its exit status was lost (the spawner process exited)", InterruptionType.ERROR)
     assert child.returncode is not None
@@ -727,10 +800,10 @@ async def _serve_direct(child: _Child) -> int:
 
 # -- the portable path: asyncio subprocesses ---------------------------------------------------------
 
-async def _run_asyncio(ctx: RunContext) -> tuple[int, deque[str]]:
+async def _run_asyncio(ctx: RunContext, records: RunRecords) -> tuple[int, deque[str]]:
     """The command's exit status and the last lines of its stderr."""
     spec = ctx.spec
-    env = {**os.environ, **spec.get("env", {}),
+    env = {**{k: v for k, v in os.environ.items() if not is_secret_name(k)}, **spec.get("env", {}),
            "SWITCHBOARD_ATTEMPT": str(ctx.attempt),
            "SWITCHBOARD_PROCESS": ctx.process_id}
     if ctx.checkpoint is not None:
@@ -749,6 +822,7 @@ async def _run_asyncio(ctx: RunContext) -> tuple[int, deque[str]]:
             proc = await asyncio.create_subprocess_exec(*spec["command"], **common)
     except OSError as e:
         raise _cannot_start(spec, e) from None
+    _note_running(records, ctx.process_id, proc.pid)
 
     terminated = False
     err_tail: deque[str] = deque(maxlen=_ERR_TAIL_LINES)
@@ -759,8 +833,9 @@ async def _run_asyncio(ctx: RunContext) -> tuple[int, deque[str]]:
         _signal_group(proc, signal.SIGTERM)
 
     stop_watch = asyncio.create_task(_on_event(ctx.stopping, terminate))
-    readers = [asyncio.create_task(_read_stdout(proc.stdout, ctx)),
-               asyncio.create_task(_read_stderr(proc.stderr, ctx, err_tail))]
+    log = _capped_log(ctx)
+    readers = [asyncio.create_task(_read_stdout(proc.stdout, ctx, log)),
+               asyncio.create_task(_read_stderr(proc.stderr, log, err_tail))]
     try:
         await asyncio.gather(*readers)
         code = await proc.wait()
@@ -772,6 +847,9 @@ async def _run_asyncio(ctx: RunContext) -> tuple[int, deque[str]]:
         for r in readers:
             r.cancel()
         await asyncio.gather(stop_watch, *readers, return_exceptions=True)
+        log.close()
+        if proc.returncode is not None:
+            records.forget(ctx.process_id)
     return code, err_tail
 
 
@@ -806,16 +884,16 @@ async def _on_event(event: asyncio.Event, action: Any) -> None:
     action()
 
 
-async def _read_stdout(stream: asyncio.StreamReader, ctx: RunContext) -> None:
+async def _read_stdout(stream: asyncio.StreamReader, ctx: RunContext, log: CappedLog) -> None:
     while True:
         try:
             raw = await stream.readline()
         except ValueError:  # a line over the limit: skip it, keep the protocol going
-            ctx.log("(a line longer than 1 MiB was dropped)")
+            log("(a line longer than 1 MiB was dropped)")
             continue
         if not raw:
             return
-        await _protocol_line(ctx, raw.decode("utf-8", "replace").rstrip("\r\n"))
+        await _protocol_line(ctx, raw.decode("utf-8", "replace").rstrip("\r\n"), log)
 
 
 def _read_chunk(fd: int) -> bytes | None:
@@ -828,7 +906,7 @@ def _read_chunk(fd: int) -> bytes | None:
         return b""
 
 
-async def _protocol_line(ctx: RunContext, line: str) -> None:
+async def _protocol_line(ctx: RunContext, line: str, log: CappedLog) -> None:
     """One line of a command's stdout: `::progress N`, `::checkpoint JSON`, or a log line
     (also what looks like the protocol but is not valid)."""
     if line.startswith("::progress "):
@@ -841,14 +919,14 @@ async def _protocol_line(ctx: RunContext, line: str) -> None:
         try:
             data = json.loads(line[len("::checkpoint "):])
         except json.JSONDecodeError:
-            ctx.log(f"(ignored a checkpoint that is not JSON) {line}")
+            log(f"(ignored a checkpoint that is not JSON) {line}")
             return
         await ctx.report(checkpoint=data)
         return
-    ctx.log(line)
+    log(line)
 
 
-async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext, err_tail: deque[str]) -> None:
+async def _read_stderr(stream: asyncio.StreamReader, log: CappedLog, err_tail: deque[str]) -> None:
     while True:
         try:
             raw = await stream.readline()
@@ -857,7 +935,7 @@ async def _read_stderr(stream: asyncio.StreamReader, ctx: RunContext, err_tail: 
         if not raw:
             return
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        ctx.log(line)
+        log(line)
         err_tail.append(line)
 
 
