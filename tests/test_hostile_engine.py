@@ -63,3 +63,45 @@ def test_a_runner_that_lost_its_lease_stops_without_writing_and_exits_3(tmp_path
                 os.kill(p.pid, signal.SIGCONT)
                 p.terminate()
                 p.wait(timeout=30)
+
+
+class Notices:
+    """A host listener that keeps what the console would show."""
+
+    def __init__(self) -> None:
+        self.notices: list[tuple[str, str]] = []
+
+    def host_event(self, event) -> None:
+        pass
+
+    def host_source(self, source, events) -> None:
+        pass
+
+    def notify(self, message: str, *, title: str = "", severity="information", markup: bool = True, **kw) -> None:
+        self.notices.append((str(severity), message))
+
+
+async def test_a_console_running_the_engine_says_it_lost_the_lease_and_stops_its_engine(tmp_path):
+    from conftest import make_settings, wait_for
+    from console.store import LeaseHolder
+    from console.store.sqlite import SqliteStore
+    from console.tui.host import EngineHost
+
+    listener = Notices()
+    host = EngineHost(make_settings(tmp_path, lease_ttl_s=1.0), listener)
+    await host.start()
+    assert host.engine is not None and host.engine.dispatching
+    other = SqliteStore(tmp_path / "t.db")
+    await other.open()
+    try:
+        now = time.time()
+        taker = LeaseHolder("other", 4242, "elsewhere", "runner", now, now)
+        assert await other.acquire_lease(taker, lambda h: True) is None
+        await wait_for(lambda: any(s == "error" for s, _ in listener.notices), timeout=15)
+        assert ("error", "Lost the database's lease to runner pid 4242 on elsewhere: this console's engine "
+                "stopped without writing; quit and open the database again to observe it.") in listener.notices
+        assert not host.engine.dispatching
+        assert (await other.lease_holder()).token == "other"  # not released by the old owner
+    finally:
+        await host.shutdown()
+        await other.close()
