@@ -93,7 +93,8 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
         if workflow is not None:
             result = await orchestrator.load(workflow)
             err.write(f"switchboard: {workflow.source}: {result.describe()}\n")
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(orchestrator.lease_lost.wait())]
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait()),
+                                          asyncio.create_task(orchestrator.lease_lost.wait())]
         if until_idle:
             waits.append(asyncio.create_task(orchestrator.run_until_idle()))
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
