@@ -50,3 +50,8 @@ class SchemaTooNew(StoreError, UserError):
 class WriteRejected(StoreError):
     """A write batch broke the store's integrity rules (e.g. a dependency on a process the
     store does not have); none of it was committed. The driver's own error is its cause."""
+
+
+class LeaseLost(StoreError):
+    """A write batch came from an owner whose lease another owner has taken over: none of it
+    was committed (the new owner owns those rows now)."""

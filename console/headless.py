@@ -19,6 +19,9 @@ from console.settings import Settings
 from console.store import ProcessReads, open_store
 
 
+LEASE_LOST_EXIT = 3  # another runner took the database over; this one stopped without writing
+
+
 class JsonLines:
     """Writes events as JSON lines: a loop turn's lines in one write. Standard output is often
     unbuffered (PYTHONUNBUFFERED, as container images set it), where a write per event was a
@@ -90,7 +93,8 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
         if workflow is not None:
             result = await orchestrator.load(workflow)
             err.write(f"switchboard: {workflow.source}: {result.describe()}\n")
-        waits = [asyncio.create_task(stop.wait())]
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait()),
+                                          asyncio.create_task(orchestrator.lease_lost.wait())]
         if until_idle:
             waits.append(asyncio.create_task(orchestrator.run_until_idle()))
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -106,6 +110,12 @@ async def run(settings: Settings, workflow: Workflow | None, until_idle: bool,
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         lines.flush()  # what the stop published (interruptions) in this turn
+    if orchestrator.lease_lost.is_set():
+        taker = orchestrator.lease_taker
+        whom = f"{taker.role} pid {taker.pid} on {taker.host}" if taker is not None else "another owner"
+        err.write(f"switchboard: lost the database's lease to {whom}; stopped without writing\n")
+        out.flush()
+        return LEASE_LOST_EXIT
     states = [p.state for p in orchestrator.processes.values()]
     counts = {s.value: states.count(s) for s in State if states.count(s)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no processes"

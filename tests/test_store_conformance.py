@@ -17,7 +17,7 @@ import pg
 import pytest
 
 from console.errors import NotADatabase, SchemaTooNew, StoreError, StoreUnavailable, SwitchboardError, UserError
-from console.errors import WriteRejected
+from console.errors import LeaseLost, WriteRejected
 from console.model import (
     Call,
     Checkpoint,
@@ -358,6 +358,20 @@ async def test_a_lease_is_renewed_and_released_by_its_token_only(connect):
     assert await two.lease_holder() is None
     assert await one.renew_lease("t1", T0 + 20) is False
     assert await two.acquire_lease(holder("t2"), lambda h: False) is None
+
+
+async def test_a_write_batch_carrying_a_stale_lease_token_is_refused_and_writes_nothing(connect):
+    one, two = await connect(), await connect()
+    assert await one.acquire_lease(holder("t1"), lambda h: False) is None
+    await one.write(WriteBatch(processes={"a": proc("a")}, events=[event(1)]))  # its own token: written
+    assert await two.acquire_lease(holder("t2"), lambda h: True) is None  # taken over
+    with pytest.raises(LeaseLost):  # the old owner's write, with the token it took implicitly
+        await one.write(WriteBatch(processes={"b": proc("b")}, events=[event(2)]))
+    with pytest.raises(LeaseLost):  # and with a stale token named explicitly
+        await two.write(WriteBatch(processes={"c": proc("c")}, events=[event(3)], lease="t1"))
+    assert [p.id for p in await two.list_processes()] == ["a"]
+    await two.write(WriteBatch(processes={"d": proc("d")}))  # the holder still writes
+    assert [p.id for p in await two.list_processes()] == ["a", "d"]
 
 
 # -- inbox ------------------------------------------------------------------------------------------------

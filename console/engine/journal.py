@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Callable
 
 from console.engine.bus import EventBus
 from console.engine.pacing import Herd
+from console.errors import LeaseLost
 from console.model import Event
 from console.store import Store, WriteBatch
 
@@ -36,6 +37,8 @@ class Journal:
         self._pending_logs: list[tuple[str, float, str]] = []  # rows of log lines not yet written
         self._notices: list[Event] = []  # events without a row of their own not yet announced
         self._log_flush: asyncio.Task[None] | None = None
+        self.fenced = False  # the lease was lost: the new owner owns the rows, nothing more is written
+        self.on_lease_lost: Callable[[], None] = lambda: None
 
     # -- which write made a process ready --------------------------------------------------------
 
@@ -85,6 +88,10 @@ class Journal:
         Herd), so subscribers (`switchboard run`'s JSON lines) get events in the order of their
         numbers: a log line is never announced before the `running` that preceded it."""
         placed = self._placed_in.pop(id(b), ())
+        if self.fenced:  # neither written nor announced: the store would refuse it anyway
+            self._notices.clear()
+            self._pending_logs.clear()
+            return
         if events is None:
             events = b.events
         if self._notices:
@@ -113,7 +120,12 @@ class Journal:
         number = self.store.submitted + 1  # store.write numbers it before its first wait
         for pid in placed:
             self._placed_by[pid] = number
-        await self.store.write(b)
+        try:
+            await self.store.write(b)
+        except LeaseLost:
+            self.fenced = True
+            self.on_lease_lost()
+            return
         await self.herd.through()
         for e in events:
             self.bus.publish(e)

@@ -42,8 +42,8 @@ from console.engine.workflow import Workflow
 from console.kinds.context import _UNSET, RunContext
 from console.model import Event, Process, ResumeRequest
 from console.settings import Settings
+from console.store import Command, LeaseHolder, Store, WriteBatch
 from console.workdirs import workdir_for
-from console.store import Command, Store, WriteBatch
 
 __all__ = ["LoadResult", "Orchestrator", "OwnedElsewhere", "lease_is_stale", "summarise"]
 
@@ -90,10 +90,13 @@ class Orchestrator:
         self._started = False
         self._stopping = False
         self._stopped = False
+        self.lease_lost = asyncio.Event()  # set once another owner has taken the database over
+        self.lease_taker: LeaseHolder | None = None  # who took it, when it could be read
 
         # The parts, wired. The dispatch batch and the load slice are taken from this module's
         # names when the engine is made, so a test can narrow them here.
         self._journal = Journal(store, self.bus)
+        self._journal.on_lease_lost = self._lost_lease
         self._herd = self._journal.herd
         self._states = StateChanges()
         # kind name -> fn(process, previous state, batch): lets a kind keep its own records
@@ -156,9 +159,22 @@ class Orchestrator:
             self._wake.set()
 
     def _lost_lease(self) -> None:
+        """Another owner took the database over: nothing more is written (the journal drops it,
+        the store refuses it), dispatching stops; `lease_lost` tells the host, which stops."""
+        if self.lease_lost.is_set():
+            return
+        self._journal.fenced = True
         self.dispatching = False
         self._stopping = True
         self._wake.set()
+        asyncio.get_running_loop().create_task(self._learn_new_owner(), name="lease-lost")
+
+    async def _learn_new_owner(self) -> None:
+        try:
+            self.lease_taker = await self.store.lease_holder()
+        except Exception:  # noqa: BLE001 - who took it is for the message only
+            log.warning("reading the new owner of the lease failed", exc_info=True)
+        self.lease_lost.set()
 
     def _dispatch_once(self) -> bool:
         """One pass of the dispatcher (its loop calls it through here)."""
@@ -177,7 +193,9 @@ class Orchestrator:
             if t.get_name() == "dispatch":
                 await asyncio.gather(t, return_exceptions=True)
         await asyncio.gather(*self._dispatcher.commits, *self._loader.in_slices, return_exceptions=True)
-        await self._runner.stop_all(self.config.shutdown_grace_s)
+        # After a lost lease, running work is stopped at once, as cancel stops it: its rows are
+        # the new owner's, so nothing of it is persisted.
+        await self._runner.stop_all(0 if self._journal.fenced else self.config.shutdown_grace_s)
         self._timers.cancel()
         await _end_tasks(self._tasks)
         await self._journal.drain()
@@ -188,7 +206,8 @@ class Orchestrator:
                     await close()
                 except Exception:  # noqa: BLE001 - closing must not stop the shutdown
                     log.exception("closing %r failed", service)
-        await self._lease.release()
+        if not self._journal.fenced:
+            await self._lease.release()
         self._stopped = True
 
     def service(self, name: str, factory: Callable[[], Any]) -> Any:

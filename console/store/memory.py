@@ -18,7 +18,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
-from console.errors import WriteRejected
+from console.errors import LeaseLost, WriteRejected
 from console.model import (
     Call,
     Checkpoint,
@@ -100,6 +100,7 @@ class MemoryStore:
         self.submitted = 0
         self._own_commits = 0
         self._open = False
+        self._lease_token: str | None = None  # the lease this connection took: its writes carry it
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -130,6 +131,9 @@ class MemoryStore:
             return
         db = self._db()
         self.submitted += 1
+        lease = batch.lease or self._lease_token
+        if lease is not None and (db.lease is None or db.lease.token != lease):
+            raise LeaseLost("this writer's lease was taken over; nothing of the write was committed")
         _check(db, batch)
         _apply(db, batch)
         self._committed()
@@ -148,6 +152,7 @@ class MemoryStore:
         if current is not None and current.token != holder.token and not is_stale(replace(current)):
             return replace(current)
         db.lease = replace(holder)
+        self._lease_token = holder.token
         self._committed()
         return None
 

@@ -76,6 +76,10 @@ class WriteBatch:
       given seq is ignored). The call must be stored.
     * voice_requests, transfers: upserted whole, by id. Their call must be stored.
     * commands_done: id -> (status, result) for inbox commands; an unknown id is ignored.
+
+    `lease`: the token of the lease the writer holds (the store fills in its own when None);
+    a batch whose token is not the lease's current holder's is refused with LeaseLost, checked
+    in the transaction that would commit it, and nothing of it is written.
     """
 
     processes: dict[str, Process] = field(default_factory=dict)
@@ -90,6 +94,7 @@ class WriteBatch:
     turns: list[Turn] = field(default_factory=list)  # appended; the store numbers them per call
     voice_requests: dict[str, VoiceRequest] = field(default_factory=dict)
     transfers: dict[str, Transfer] = field(default_factory=dict)
+    lease: str | None = None
 
     def empty(self) -> bool:
         return not (
@@ -111,6 +116,7 @@ class WriteBatch:
         self.turns.extend(other.turns)
         self.voice_requests.update(other.voice_requests)
         self.transfers.update(other.transfers)
+        self.lease = self.lease or other.lease
 
 
 CHECKPOINTS_KEPT = 20  # per process; older ones are pruned as new ones arrive

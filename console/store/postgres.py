@@ -28,7 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable
+from console.errors import LeaseLost, NotADatabase, SchemaTooNew, StoreUnavailable
 from console.model import Call, Checkpoint, Dependency, Event, json_text, Process, ResumeRequest, Transfer, Turn, VoiceRequest
 from console.store import pg_sql
 from console.store.group_commit import GroupCommit, GroupCommitted, Settle
@@ -83,6 +83,7 @@ class PostgresStore(GroupCommitted):
         self._pool: AsyncConnectionPool | None = None
         self._group = GroupCommit(self._apply, psycopg.IntegrityError, detail=_first_line)
         self._spec_json = SpecJson()
+        self._lease_token: str | None = None  # the lease this connection took: its writes carry it
         self.lease_generation: int | None = None
         """The lease's generation when this connection last took it (None: never took it)."""
 
@@ -146,8 +147,13 @@ class PostgresStore(GroupCommitted):
 
     async def _apply(self, batch: WriteBatch, settle: Settle) -> None:
         statements = write_rows(batch, self._spec_json)
+        lease = batch.lease or self._lease_token
         async with self._connection() as conn:
             async with conn.transaction():
+                if lease is not None:  # locked in the write's own transaction: a late write never lands
+                    current = holder_from(await (await conn.execute(SQL["lease_for_update"])).fetchone())
+                    if current is None or current.token != lease:
+                        raise LeaseLost("this writer's lease was taken over; nothing of the write was committed")
                 async with conn.cursor() as cur:
                     for name, rows in statements:
                         await cur.executemany(SQL[name], rows)
@@ -168,6 +174,7 @@ class PostgresStore(GroupCommitted):
                     "acquired_at": holder.acquired_at, "heartbeat_at": holder.heartbeat_at})).fetchone()
                 await conn.execute(SQL["bump_changes"])
         self.lease_generation = taken["generation"]
+        self._lease_token = holder.token
         return None
 
     async def renew_lease(self, token: str, now: float) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import aiosqlite
 
 from console import compat
-from console.errors import NotADatabase, SchemaTooNew, StoreDamaged, StoreError, StoreUnavailable
+from console.errors import LeaseLost, NotADatabase, SchemaTooNew, StoreDamaged, StoreError, StoreUnavailable
 from console.model import Call, Checkpoint, Dependency, Event, json_text, Process, ResumeRequest, Transfer, VoiceRequest
 from console.store import Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 from console.store.group_commit import GroupCommit, GroupCommitted, Settle
@@ -154,6 +154,7 @@ class SqliteStore(GroupCommitted):
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
+        self._lease_token: str | None = None  # the lease this connection took: its writes carry it
         self._group = GroupCommit(self._apply, sqlite3.IntegrityError, on_committed=self._wrote,
                                   translate=self._port_error)
         self._spec_json = SpecJson()
@@ -275,7 +276,7 @@ class SqliteStore(GroupCommitted):
             self._writeback = _WalWriteback(wal)
         async with self._transaction:
             await compat.on_connection_thread(self._require(), _run_transaction, statements, wal, on_commit,
-                                              self._writeback)
+                                              self._writeback, b.lease or self._lease_token)
 
     # -- WAL checkpoints ----------------------------------------------------------------
 
@@ -351,6 +352,7 @@ class SqliteStore(GroupCommitted):
                 (holder.token, holder.pid, holder.host, holder.role, holder.acquired_at, holder.heartbeat_at),
             )
             await db.execute("COMMIT")
+            self._lease_token = holder.token
             return None
         except BaseException:
             if db.in_transaction:
@@ -674,12 +676,16 @@ async def _migrate_to(db: aiosqlite.Connection, number: int) -> None:
 
 def _run_transaction(conn: sqlite3.Connection, statements: list[tuple[str, list[tuple]]],
                      wal: str | None = None, on_commit: Callable[[], Any] | None = None,
-                     writeback: _WalWriteback | None = None) -> None:
+                     writeback: _WalWriteback | None = None, lease: str | None = None) -> None:
     """Runs on aiosqlite's thread. `wal`: the WAL file, checkpointed here once it has grown
     past WAL_MAX_BYTES (after a restart it is truncated to that size, so a larger file means
     the log itself is larger); `writeback` is told its size."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if lease is not None:  # in the write's own transaction: a late write can never land
+            row = conn.execute("SELECT token FROM lease WHERE id = 1").fetchone()
+            if row is None or row[0] != lease:
+                raise LeaseLost("this writer's lease was taken over; nothing of the write was committed")
         for sql, rows in statements:
             conn.executemany(sql, rows)
         conn.execute("COMMIT")

@@ -8,6 +8,7 @@ start or the database itself."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable, Protocol
 
 from console.model import Event, UserError
@@ -144,10 +145,23 @@ class EngineHost:
         self.engine = engine
         self.source = source
         self.listener.host_source(source, events)
+        self._lease_watch = asyncio.get_running_loop().create_task(self._stop_on_lost_lease(engine),
+                                                                   name="lease-lost-watch")
         await self._start_intake(engine)
         from console.voice.center import call_center
 
         self.provider = call_center(engine).gateway().state.describe()
+
+    async def _stop_on_lost_lease(self, engine: Any) -> None:
+        """Another owner took the database over: this console's engine stops (without writing:
+        the rows are the new owner's) and says so."""
+        await engine.lease_lost.wait()
+        await engine.stop()
+        taker = engine.lease_taker
+        whom = f"{taker.role} pid {taker.pid} on {taker.host}" if taker is not None else "another owner"
+        self.listener.notify(f"Lost the database's lease to {whom}: this console's engine stopped without "
+                             "writing; quit and open the database again to observe it.",
+                             title="engine stopped", severity="error", markup=False, timeout=3600)
 
     async def _start_intake(self, engine: Any) -> None:
         if not self.settings.intake.listen:
