@@ -13,6 +13,7 @@ from console.model import Interrupted, PermanentFailure
 from console.settings import load_settings
 from console.voice.gateway import GroqGateway, scrub
 from console.bench.groqsim import GroqSim
+from test_voice import _fresh_sim, sim  # noqa: F401  (fixtures)
 
 SECRET = "gsk_planted_SECRET_9876543210zyx"
 
@@ -49,3 +50,26 @@ def test_scrub_removes_the_key_in_every_quoted_form():
     text = f"Illegal header value b'Bearer {SECRET}\\n' / {key!r} / Bearer {SECRET}"
     assert SECRET not in scrub(text, key)
     assert "gsk_other" not in scrub("Authorization: Bearer gsk_other", None)
+
+
+async def test_uploaded_audio_and_speech_are_0600_in_0700_folders(tmp_path, sim):
+    import stat
+    from pathlib import Path
+
+    from test_intake import intake
+    from test_voice import wav_file
+
+    sim.configure(transcript="cancel please")
+    audio = wav_file(tmp_path / "caller.wav")
+    old = os.umask(0o022)  # a usual umask: without care, files 0644 in folders 0755
+    try:
+        async with intake(tmp_path, sim, voice={"speech": True}) as (engine, _server, client):
+            files = {"audio": ("a.wav", audio.read_bytes(), "audio/wav")}
+            r = await client.post("/ai-voice", data={"call_id": "c-modes"}, files=files)
+            assert r.status_code == 200, r.text
+            vr = await engine.store.get_voice_request(r.json()["id"])
+    finally:
+        os.umask(old)
+    for path in (Path(vr.audio_path), Path(vr.speech_path)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, path.parent
