@@ -19,7 +19,7 @@ from console.intake.errors import CLIENT_ERRORS, NOT_FOUND
 from console.intake.models import VoiceOut, VoiceText, voice_out
 from console.model import UserError
 from console.voice.center import CallCenter
-from console.voice.files import open_private, private_folder
+from console.private_files import open_private, private_folder
 
 # what Groq's speech-to-text accepts; the upload keeps only this suffix of the client's name
 AUDIO_SUFFIXES = frozenset({".flac", ".mp3", ".mp4", ".mpeg", ".mpga", ".m4a", ".ogg", ".opus", ".wav", ".webm"})

@@ -13,7 +13,7 @@ from console.kinds.context import RunContext
 from console.model import Call, PermanentFailure, Turn, VoiceRequest
 from console.pacer import Pacer
 from console.store import WriteBatch
-from console.voice.files import open_private, private_folder
+from console.private_files import open_private, private_folder
 
 ROLES = {"caller": "user", "assistant": "assistant", "agent": "user"}
 
