@@ -130,6 +130,14 @@ def _token(v: Any) -> Any:
     return v
 
 
+def _api_key(v: Any) -> Any:
+    text = v.get_secret_value() if v is not None else None
+    if text and not all(33 <= ord(c) < 127 for c in text):
+        # never the value: it is a secret, and a bad one is often a real key with a newline
+        raise ValueError("the Groq API key (GROQ_API_KEY) has spaces, control or non-ASCII characters")
+    return v
+
+
 _ENGINE = {
     "max_concurrent": _Field("int", 5, ge=1, le=10_000),
     # Pool name -> size. A workflow's [resources] table overrides these per database.
@@ -202,7 +210,7 @@ _TOP = {
     "db": _Field("db?"),  # a file (default: <user data dir>/switchboard.db) or a postgresql:// URL
     "data_dir": _Field("path?"),  # default: <user data dir>
     # The Groq SDK's own variables. The key is a secret: never printed, logged or stored.
-    "groq_api_key": _Field("secret?"),
+    "groq_api_key": _Field("secret?", check=_api_key),
     "groq_base_url": _Field("str?"),
 }
 # Read from these environment variables (any case), not SWITCHBOARD_*.
@@ -442,7 +450,7 @@ def _describe(err: Any) -> str:
     name = ".".join(str(p) for p in first["loc"]) or "settings"
     value = first.get("input")
     shown = value if not isinstance(value, (dict, list)) else "…"
-    if "api_key" in name or "token" in name:
+    if "api_key" in name.lower() or "token" in name.lower():
         shown = "…"  # never echo a secret
     return f"invalid setting {name}={shown!r}: {first['msg']}"
 

@@ -19,6 +19,7 @@ from console.intake.errors import CLIENT_ERRORS, NOT_FOUND
 from console.intake.models import VoiceOut, VoiceText, voice_out
 from console.model import UserError
 from console.voice.center import CallCenter
+from console.private_files import open_private, private_folder
 
 # what Groq's speech-to-text accepts; the upload keeps only this suffix of the client's name
 AUDIO_SUFFIXES = frozenset({".flac", ".mp3", ".mp4", ".mpeg", ".mpga", ".m4a", ".ogg", ".opus", ".wav", ".webm"})
@@ -44,9 +45,8 @@ _VOICE_BODY = {
 
 def _save_upload(src: BinaryIO, folder: Path, suffix: str) -> Path:
     """Runs in a worker thread: the file goes where the server says, under a name it makes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}{suffix}"
-    with path.open("xb") as out:
+    path = private_folder(folder) / f"{uuid.uuid4().hex}{suffix}"
+    with open_private(path) as out:
         shutil.copyfileobj(src, out, 1024 * 1024)
     if path.stat().st_size == 0:
         path.unlink()

@@ -13,6 +13,7 @@ from console.kinds.context import RunContext
 from console.model import Call, PermanentFailure, Turn, VoiceRequest
 from console.pacer import Pacer
 from console.store import WriteBatch
+from console.private_files import open_private, private_folder
 
 ROLES = {"caller": "user", "assistant": "assistant", "agent": "user"}
 
@@ -89,9 +90,11 @@ class VoiceKind:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
+    tmp.unlink(missing_ok=True)  # left by an interrupted attempt
+    with open_private(tmp) as out:
+        out.write(data)
     tmp.replace(path)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -26,6 +27,24 @@ if TYPE_CHECKING:
     from groq import AsyncGroq
 
 NO_KEY_MESSAGE = "no Groq API key configured: set GROQ_API_KEY, then resume"
+_BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
+
+
+def scrub(text: str, key: str | None) -> str:
+    """Remove the key (and any Bearer value) from an error text before it is stored, logged
+    or printed: transports quote request headers in their errors (e.g. an illegal header)."""
+    if key:
+        for form in {key, key.strip(), repr(key)[1:-1], repr(key.encode())[2:-1]}:
+            if form:
+                text = text.replace(form, "[key]")
+    return _BEARER.sub("Bearer [key]", text)
+
+
+def scrubbed(e: Exception, key: str | None) -> Exception:
+    """The same outcome as `e`, with its text scrubbed of the key."""
+    if isinstance(e, Interrupted):
+        return Interrupted(scrub(e.message, key), e.type, retry_at=e.retry_at)
+    return type(e)(scrub(str(e), key))
 
 
 @dataclass
@@ -193,7 +212,7 @@ class GroqGateway:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - every SDK error becomes an outcome
-                mapped = classify(e, self._settings.groq.timeout_s)
+                mapped = scrubbed(classify(e, self._settings.groq.timeout_s), self._key)
                 if isinstance(mapped, Interrupted) and mapped.type is InterruptionType.RATE_LIMITED:
                     self._set_state("rate limited", mapped.retry_at)
                 elif isinstance(mapped, PermanentFailure) and "API key" in str(mapped):
