@@ -9,8 +9,9 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, NoReturn
 
 from console.model import UserError
 from console.printable import printable

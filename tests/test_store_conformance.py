@@ -16,8 +16,15 @@ from typing import Any
 import pg
 import pytest
 
-from console.errors import NotADatabase, SchemaTooNew, StoreError, StoreUnavailable, SwitchboardError, UserError
-from console.errors import WriteRejected
+from console.errors import (
+    NotADatabase,
+    SchemaTooNew,
+    StoreError,
+    StoreUnavailable,
+    SwitchboardError,
+    UserError,
+    WriteRejected,
+)
 from console.model import (
     Call,
     Checkpoint,

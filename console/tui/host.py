@@ -8,7 +8,8 @@ start or the database itself."""
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from console.model import Event, UserError
 from console.settings import Settings
