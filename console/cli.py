@@ -425,7 +425,8 @@ def _show_transfer(r: dict) -> str:
     summary = r.get("summary")
     if summary:
         label = {"extractive": "computed locally (LLM unavailable)",
-                 "llm-unstructured": "from the LLM, completed locally"}.get(r.get("summary_source"), "from the LLM")
+                 "llm-unstructured": "from the LLM, completed locally"}.get(r.get("summary_source") or "",
+                                                                            "from the LLM")
         lines.append(f"summary ({label}):")
         for key in ("caller", "issue", "steps_taken", "sentiment", "next_action", "notes", "fallback_reason"):
             if summary.get(key):
