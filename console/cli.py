@@ -9,8 +9,9 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, NoReturn
 
 from console.model import UserError
 from console.printable import printable
@@ -424,7 +425,8 @@ def _show_transfer(r: dict) -> str:
     summary = r.get("summary")
     if summary:
         label = {"extractive": "computed locally (LLM unavailable)",
-                 "llm-unstructured": "from the LLM, completed locally"}.get(r.get("summary_source"), "from the LLM")
+                 "llm-unstructured": "from the LLM, completed locally"}.get(r.get("summary_source") or "",
+                                                                            "from the LLM")
         lines.append(f"summary ({label}):")
         for key in ("caller", "issue", "steps_taken", "sentiment", "next_action", "notes", "fallback_reason"):
             if summary.get(key):

@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from console.model import DependencyType, Priority
 

@@ -8,7 +8,8 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Awaitable, Callable, TextIO
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
 
 from console import heap
 from console.app import make_engine

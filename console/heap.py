@@ -2,15 +2,15 @@
 
 A full collection walks every object the collector tracks. With Textual, pydantic, the Groq
 SDK and the web stack loaded that is most of the heap, and each full collection froze the
-loop for 30-100 ms (measured in the load benchmark). Once a process has started, what
+loop for a long time. Once a process has started, what
 exists is moved to the permanent generation (`gc.freeze`), so a full collection walks only
-what was made since: the worst lateness there went from ~95 ms to ~50 ms.
+what was made since, and the worst lateness of the loop drops.
 
-What was made since still cost 15-25 ms a full collection under load (the engine's processes,
+What was made since still made a full collection costly under load (the engine's processes,
 events, a thousand voice requests' objects), and the collector ran one whenever enough young
 objects had survived: in the middle of the work. So full collections are paced by the loop:
-the collector's own are off (generation 2's threshold out of reach; generations 0 and 1, a
-millisecond or two, stay as they are) and `_pace` runs one once the process has been quiet
+the collector's own are off (generation 2's threshold out of reach; generations 0 and 1, cheap,
+stay as they are) and `_pace` runs one once the process has been quiet
 (under QUIET_CPU of a core, all its threads together) for QUIET_CHECKS checks in a row, or at
 the latest FULL_EVERY_S after the last one, so a process that is never quiet still pays one at
 most that often and the garbage it holds stays bounded. (The loop's lateness is no sign of
@@ -18,8 +18,8 @@ quiet: under the load benchmark most of its turns are on time.)
 Only objects that survived two young collections and then became garbage in a cycle wait.
 
 The middle generation (1) is collected every MIDDLE_EVERY young collections rather than every
-10: it holds what survived since its last collection, so its pauses shrink with the interval
-(under the load benchmark, p50 1.3 -> 0.5 ms, p90 2.7 -> ~1 ms), for the same work in all;
+10: it holds what survived since its last collection, so its pauses shrink with the interval,
+for the same work in all;
 what survives goes to the permanent side sooner, where only the paced full collections look.
 
 Only the product's entry points opt in (the runner, the console): tests start engines by

@@ -16,12 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from console.engine.orchestrator import lease_is_stale
 from console.model import UserError
-from console.settings import Settings
+from console.settings import DatabaseUrl, Settings
 from console.store import LeaseHolder, open_store
 
 RUNNER_START_TIMEOUT_S = 60.0
@@ -43,7 +43,7 @@ def public_url(host: str, port: int) -> str:
     return f"http://{url_host(host)}:{port}"
 
 
-def console_argv(command: list[str], db: Path, config: str | None) -> list[str]:
+def console_argv(command: list[str], db: Path | DatabaseUrl, config: str | None) -> list[str]:
     """`switchboard <command…>` on this database, in this Python."""
     return [sys.executable, "-m", "console", *command, "--db", str(db), *(["--config", config] if config else [])]
 

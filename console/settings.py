@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
-from console.bundled import default_config
 from console import compat
+from console.bundled import default_config
 from console.listen import parse_listen
 from console.model import POOL_SIZE_MAX, UserError
 
@@ -163,7 +164,7 @@ _GROQ = {
     "timeout_s": _Field("float", 30.0, gt=0, le=600),
     # Requests in flight at once. 200 at once through one pool stalls the loop (FACTS.md).
     "concurrency": _Field("int", 32, ge=1, le=1000),
-    # aiohttp: measured faster and kinder to the loop than httpx at high concurrency.
+    # aiohttp: faster and kinder to the loop than httpx at high concurrency.
     "transport": _Field("choice", "aiohttp", choices=("aiohttp", "httpx")),
 }
 _VOICE = {

@@ -58,7 +58,7 @@ class Chromium:
         self.http: aiohttp.ClientSession | None = None
         self.port = 0
 
-    async def __aenter__(self) -> "Chromium":
+    async def __aenter__(self) -> Chromium:
         self.process = subprocess.Popen([str(CHROMIUM), *FLAGS, f"--user-data-dir={self.profile}",
                                          "--remote-debugging-port=0", "about:blank"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -85,7 +85,7 @@ class Chromium:
                 self.process.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
 
-    async def page(self) -> "Page":
+    async def page(self) -> Page:
         assert self.http is not None
         async with self.http.get(f"http://127.0.0.1:{self.port}/json/list") as r:
             targets = await r.json()

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, dep, py, wait_until
+
 from console.model import Event, json_text
 
 SB = [sys.executable, "-m", "console"]
@@ -143,7 +143,7 @@ def test_crash_recovery_after_sigkill_resumes_from_checkpoint(tmp_path):
 def test_graceful_shutdown_with_work_in_flight_is_fast_and_loses_nothing(tmp_path):
     wf = write(tmp_path, "wf.toml", "".join(py(f"c{i}", "cooperative") for i in range(3))
                + "".join(py(f"s{i}", "wait_gate", gate="never") for i in range(2))
-               + f'''
+               + '''
 [[process]]
 id = "sh"
 kind = "shell"

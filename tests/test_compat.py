@@ -10,7 +10,9 @@ import threading
 from pathlib import Path
 
 import aiosqlite
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from console import compat
 from console.bench.engine import shell_dag_workflow

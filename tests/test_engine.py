@@ -6,10 +6,12 @@ import asyncio
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
 import steps
 from conftest import LoopWatch, dep, on_every_adapter, py, running_engine, states, wait_for, workflow
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from console.model import State, UserError
 
 
@@ -567,6 +569,7 @@ async def test_stop_ends_background_work_that_swallowed_its_cancellation(tmp_pat
     inbox handler that ignores it, here): stop() cancels the engine's own tasks again until
     they have ended, and returns, the database released."""
     from conftest import make_settings
+
     from console.engine.orchestrator import Orchestrator
     from console.store import open_store
 

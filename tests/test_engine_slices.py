@@ -11,9 +11,9 @@ import sys
 from collections import Counter
 
 import pytest
-
 import steps
 from conftest import dep, py, running_engine, states, wait_for, workflow
+
 from console.engine import orchestrator as orchestrator_module
 from console.engine.pacing import Herd, TurnShare
 from console.model import Event, State, UserError

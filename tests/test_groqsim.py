@@ -16,8 +16,8 @@ import wave
 
 import groq
 import pytest
-
 from conftest import wait_for
+
 from console.bench.groqsim import DEFAULT_TRANSCRIPT, GroqSim, wav_bytes
 
 KEY = "gsk_groqsim_test_key"

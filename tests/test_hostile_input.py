@@ -8,16 +8,16 @@ import json
 import os
 import random
 import re
-import sqlite3
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_until
-from console.cli import GLOBAL_OPTIONS, _COMMANDS, parse_args
+
+from console.cli import _COMMANDS, GLOBAL_OPTIONS, parse_args
 from console.model import UserError
 
 SB = [sys.executable, "-m", "console"]

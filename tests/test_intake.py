@@ -15,16 +15,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 from conftest import wait_for
+from test_voice import KEY, _fresh_sim, settle, sim, voice_engine, wav_file  # noqa: F401  (fixtures)
+
 from console.cli import main as cli_main
 from console.intake import start_intake
-from test_voice import KEY, _fresh_sim, settle, sim, voice_engine, wav_file  # noqa: F401  (fixtures)
 
 TOKEN = "intake-token-0123456789abcdef"
 
@@ -398,7 +399,8 @@ def test_the_token_is_kept_out_of_config_files(tmp_path, capsys):
 
 def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx(tmp_path, sim):
     schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, given, settings as hsettings
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
 
     with runner(tmp_path, sim) as r:
         schema = schemathesis.openapi.from_url(r.url + "/openapi.json")
@@ -531,7 +533,9 @@ def test_fuzzed_requests_with_hostile_bodies_get_a_4xx_on_the_same_connection(tm
     """Schemathesis 4 generates finite numbers only and sends every body as UTF-8 JSON under
     its documented type: its cases are sent again here with the body made hostile."""
     schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
 
     hows = ["NaN", "Infinity", "-Infinity", "1e999", "utf-16", "latin-1 bytes", "text/plain", "no content-type",
             "multipart, no boundary"]

@@ -10,10 +10,11 @@ import zipfile
 from importlib.resources import files
 
 from conftest import ROOT
+from wheel_smoke import build_wheel
+
 from console import bundled
 from console.tui.app import SwitchboardApp
 from console.tui.themes import load_themes
-from wheel_smoke import build_wheel
 
 THEMES = {"switchboard-dark", "switchboard-high-contrast", "switchboard-light"}
 

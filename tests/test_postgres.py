@@ -12,8 +12,8 @@ import sys
 
 import pg
 import pytest
-
 from conftest import ROOT
+
 from console.errors import NotADatabase, SchemaTooNew, StoreUnavailable, UserError
 from console.settings import DatabaseUrl, load_settings
 from console.store import LeaseHolder, WriteBatch, open_store

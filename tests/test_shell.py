@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import running_engine, states, wait_for, workflow
+
 from console.kinds import shell
 from console.model import State
 

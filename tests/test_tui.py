@@ -8,13 +8,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 import tui_data
 from conftest import LoopWatch, dep, py, wait_for, workflow
+
 from console.model import State
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp
@@ -477,10 +477,10 @@ def test_serve_listens_on_this_machine_only(tmp_path):
 
 def _console_in_a_terminal(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     """`switchboard demo` as a person starts it: its own process on a pseudo-terminal."""
-    import pty
-    import termios
     import fcntl
+    import pty
     import struct
+    import termios
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 36, 120, 0, 0))

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from textual.geometry import Region
-
 import tui_data
 from conftest import dep, py, wait_for, workflow
+from textual.geometry import Region
+
 from console.model import State
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 import tui_data
 from conftest import ROOT, wait_for
+
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp
 from console.tui.screens import ConfirmScreen, DetailsScreen, FormScreen, HelpScreen

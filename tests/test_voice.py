@@ -13,19 +13,20 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
-
 from conftest import STALL_BOUND_S, LoopWatch, wait_for, wait_until
+
 from console.app import make_engine
+from console.bench.groqsim import GroqSim
 from console.engine.orchestrator import Orchestrator
 from console.model import State, TransferStatus
 from console.settings import load_settings
 from console.store import open_store
 from console.voice.center import call_center
-from console.bench.groqsim import GroqSim
 
 KEY = "gsk_test_SECRET_0123456789abcdef"
 

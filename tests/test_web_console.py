@@ -17,14 +17,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
-
 from browser import CHROMIUM, Chromium
 from conftest import py, wait_for
+
 from console.model import State
 from console.settings import load_settings
 from console.tui.app import SwitchboardApp

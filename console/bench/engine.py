@@ -99,6 +99,7 @@ def shutdown(n: int = 100, repeats: int = 3) -> dict[str, Any]:
                                        "--max-concurrent", str(n)], stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, env=_env(tmp), text=True)
             running = 0
+            assert runner.stdout is not None  # stdout=PIPE
             for line in runner.stdout:  # wait until every process is running
                 if '"type":"running"' in line:
                     running += 1

@@ -422,7 +422,7 @@ class GroqSim:
             raise RuntimeError("GroqSim is not started")
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "GroqSim":
+    def start(self, timeout: float = 10.0) -> GroqSim:
         cmd = [sys.executable, str(self.SCRIPT), "--port", "0"]
         if self.key is not None:
             cmd += ["--key", self.key]
@@ -481,7 +481,7 @@ class GroqSim:
         if proc.stdout is not None:
             proc.stdout.close()
 
-    def __enter__(self) -> "GroqSim":
+    def __enter__(self) -> GroqSim:
         if self.proc is None:
             self.start()
         return self

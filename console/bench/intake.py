@@ -17,8 +17,9 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from console.bench.groqsim import GroqSim
 from console.bench.measure import Heartbeat, percentiles

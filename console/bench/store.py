@@ -16,8 +16,8 @@ LISTINGS = 30
 
 
 async def measure(quick: bool = False) -> dict[str, Any]:
-    from console.store import open_store
     from console.bench.baselines import fill_transfers
+    from console.store import open_store
 
     rows = 50_000 if quick else 1_000_000
     with tempfile.TemporaryDirectory() as d:

@@ -30,7 +30,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -53,7 +53,7 @@ async def _report(ctx: RunContext, progress: float | None = None, **kwargs: Any)
     if pace:
         try:
             await asyncio.wait_for(ctx.stopping.wait(), pace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise Interrupted("stopped at its checkpoint for a shutdown", "shutdown")
 
@@ -352,7 +352,7 @@ async def ingest(ctx: RunContext) -> None:
     calls_dir.mkdir(exist_ok=True)
     seed = int(ctx.args.get("seed", 7))
     total = int(ctx.args.get("calls", 200))
-    day = datetime.fromisoformat(str(ctx.args.get("date", "2024-06-06"))).replace(tzinfo=timezone.utc)
+    day = datetime.fromisoformat(str(ctx.args.get("date", "2024-06-06"))).replace(tzinfo=UTC)
 
     cp = ctx.checkpoint or {}
     start = int(cp.get("written", 0))
@@ -372,7 +372,7 @@ async def ingest(ctx: RunContext) -> None:
             # The files before `written` are on disk: a resume starts after them.
             await _report(ctx, 100 * done / total, checkpoint={"written": done, "intents": dict(intents)})
         elif done % 5 == 0:
-            await asyncio.sleep(0)  # a call is ~0.1-0.2 ms to make and write: yield every five
+            await asyncio.sleep(0)  # a call is cheap to make and write: yield every five
     _write_json(folder / "calls.json", {
         "date": f"{day:%Y-%m-%d}", "seed": seed,
         "calls": [f"call-{i + 1:04d}" for i in range(total)], "intents": dict(sorted(intents.items())),

@@ -29,10 +29,10 @@ def demo_settings(settings: Settings, db: str | None) -> Settings:
 
 
 async def seed(engine: Orchestrator) -> None:
+    import asyncio
+
     from console.engine.workflow import parse_workflow_text
     from console.voice.center import call_center
-
-    import asyncio
 
     demo = workflow_file("demo")
     text = await asyncio.to_thread(demo.read_text, "utf-8")

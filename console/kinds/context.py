@@ -5,10 +5,12 @@ It lives with the kinds so they need not import the engine; the engine builds on
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from console.kinds.calls import SERVICE as CALLS, CallDesk
+from console.kinds.calls import SERVICE as CALLS
+from console.kinds.calls import CallDesk
 from console.model import Process
 from console.settings import Settings
 from console.store import Store, WriteBatch

@@ -12,8 +12,9 @@ import importlib
 import inspect
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from console.kinds import SpecError
 from console.kinds.context import RunContext

@@ -8,7 +8,6 @@ server one, `MemoryStore` one in memory for fast tests.
 from __future__ import annotations
 
 from console.store.ports import (
-    LogLine,
     CHECKPOINTS_KEPT,
     CallRecords,
     Command,
@@ -17,6 +16,7 @@ from console.store.ports import (
     Inbox,
     LeaseHolder,
     Leases,
+    LogLine,
     ProcessReads,
     Snapshot,
     Store,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from console.errors import WriteRejected
 from console.store.ports import WriteBatch

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from console.errors import LeaseLost, WriteRejected
 from console.model import (

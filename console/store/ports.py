@@ -20,9 +20,9 @@ never the object that was written.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from console.model import (
     Call,

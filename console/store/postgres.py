@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -34,6 +35,7 @@ from console.store import pg_sql
 from console.store.group_commit import GroupCommit, GroupCommitted, Settle
 from console.store.ports import Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 from console.store.rows import (
+    SpecJson,
     checkpoint_from,
     command_from,
     dependency_from,
@@ -42,7 +44,6 @@ from console.store.rows import (
     new_command_from,
     process_from,
     request_from,
-    SpecJson,
     transfer_from,
     turn_from,
     voice_from,

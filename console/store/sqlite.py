@@ -14,8 +14,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiosqlite
 
@@ -25,7 +26,13 @@ from console.model import Call, Checkpoint, Dependency, Event, json_text, Proces
 from console.store import Command, LeaseHolder, LogLine, Snapshot, VoiceLine, WriteBatch
 from console.store.group_commit import GroupCommit, GroupCommitted, Settle
 from console.store.rows import (
+    PROCESS_COLUMNS,
+    REQUEST_COLUMNS,
+    TRANSFER_COLUMNS,
+    VOICE_COLUMNS,
+    WRITES,
     Budget,
+    SpecJson,
     checkpoint_from,
     command_from,
     dependency_from,
@@ -33,17 +40,11 @@ from console.store.rows import (
     holder_from,
     new_command_from,
     process_from,
-    PROCESS_COLUMNS,
     request_from,
-    REQUEST_COLUMNS,
-    SpecJson,
     transfer_from,
-    TRANSFER_COLUMNS,
     turn_from,
     voice_from,
-    VOICE_COLUMNS,
     write_steps,
-    WRITES,
 )
 from console.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -258,8 +259,8 @@ class SqliteStore(GroupCommitted):
     # -- group commit -----------------------------------------------------------------
 
     async def _apply(self, b: WriteBatch, settle: Settle) -> None:
-        # Row building (JSON) happens here on the loop, in slices of ROWS_SLICE_S: a batch of
-        # 1,000 new processes took ~24 ms in one step. (The rows are read from the live objects:
+        # Row building (JSON) happens here on the loop, in slices of ROWS_SLICE_S: a large batch
+        # of new processes would otherwise hold the loop in one step. (The rows are read from the live objects:
         # one that changes between two slices is written again by the batch that changed it,
         # which commits after this one.)
         named: list[tuple[str, list[tuple]]] = []
@@ -310,7 +311,7 @@ class SqliteStore(GroupCommitted):
             if quiet_for < CHECKPOINT_QUIET_S:
                 try:
                     await asyncio.wait_for(self._closing.wait(), CHECKPOINT_QUIET_S - quiet_for)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             self._checkpointed = True
@@ -595,8 +596,8 @@ class _WalWriteback:
     """Writes the WAL to disk while the engine runs, a few MB at a time, on a thread of its own.
 
     The checkpoint that closing the database runs first fdatasyncs the WAL: after a busy run
-    that was every page the run wrote still in the page cache (a 1,000-process workflow:
-    ~15 MB, 75 ms of the runner's exit, measured with strace). An fdatasync of the same file
+    that was every page the run wrote still in the page cache (a large part of the runner's
+    exit after a big workflow). An fdatasync of the same file
     on another descriptor writes those pages earlier, off the loop and off the writer's
     thread, so the closing one has only the last few to write. It changes nothing SQLite
     relies on: data reaches the disk sooner, never later."""

@@ -14,9 +14,10 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -40,12 +41,12 @@ from console.tui.widgets import BREAKPOINTS, HeaderBar, KeyBar, OwnerBanner, Row
 log = logging.getLogger(__name__)
 
 REFRESH_S = 0.1  # at most ten repaints a second, however many events arrive
-# The calls pane is read from the store (calls, transfers, voice requests: 3-5 ms of the loop
-# with 200 requests in flight); twice a second is often enough for it.
+# The calls pane is read from the store (calls, transfers, voice requests), which costs the loop
+# noticeably with many requests in flight; twice a second is often enough for it.
 CALLS_REFRESH_S = 0.5
 LISTS_PER_PASS = 2
-# Processes placed in the queue's order and counted per pass, at most: a 1,000-process workflow
-# loaded at once took one pass of ~12 ms (under load); in passes of 200, ~2.5 ms each.
+# Processes placed in the queue's order and counted per pass, at most: a large workflow loaded
+# at once would otherwise hold the loop for one long pass.
 TOUCHED_PER_PASS = 200
 EVENTS_KEPT = 10_000
 STATE_ORDER = ["running", "queued", "waiting", "interrupted", "blocked", "failed", "pending", "cancelled", "completed"]
@@ -306,7 +307,7 @@ class SwitchboardApp(App[None]):
             self._counts.update(touched)
         # The lists take turns: at most LISTS_PER_PASS repaint in one pass, those waiting longest
         # first, the rest on the next pass. Textual paints every dirty widget in one frame, and
-        # four busy lists at once made a frame of ~10 ms under load; two make it about half.
+        # four busy lists at once make one long frame; two keep each frame short.
         lists = sorted((name for name in ("active", "queue", "events", "graph") if name in dirty),
                        key=lambda name: self._painted.get(name, 0.0))
         later = lists[LISTS_PER_PASS:]

@@ -107,7 +107,9 @@ class EngineHost:
             self.listener.notify("This console is read-only (--read-only).", severity="warning")
             return False
         if await source.check_owner():
-            self.listener.notify(f"{source.owner.role} pid {source.owner.pid} runs the engine.", markup=False)
+            owner = source.owner
+            assert owner is not None  # check_owner() is true only when it found the holder
+            self.listener.notify(f"{owner.role} pid {owner.pid} runs the engine.", markup=False)
             return False
         from console.app import make_engine
         from console.engine.orchestrator import OwnedElsewhere

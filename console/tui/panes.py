@@ -4,7 +4,8 @@ its filter, with a title that says a filter is on and how many rows it lets thro
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from textual.dom import DOMNode
 from textual.markup import escape as markup_escape

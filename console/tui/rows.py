@@ -4,7 +4,8 @@ from the console's Source, in the theme's state colours."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.style import Style
 

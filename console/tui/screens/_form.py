@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from rich.text import Text
 from textual import on
@@ -13,7 +13,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
 from console.tui.widgets import clean
-
 
 # What a form's check answers when the values are refused: the field at fault (None: the
 # form as a whole) and why.

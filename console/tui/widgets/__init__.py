@@ -1,8 +1,17 @@
 """The console's widgets, one module each (as Textual's own `textual.widgets`). Lists that
 grow large or change often are `RowList`s, which render only their visible lines."""
 
-from console.tui.widgets._columns import (FLEX_FLOOR, FLEX_LEAST, CellValue, Column, Part, Row, cell_parts,
-                                          column_layout, progress_cell)
+from console.tui.widgets._columns import (
+                                          FLEX_FLOOR,
+                                          FLEX_LEAST,
+                                          CellValue,
+                                          Column,
+                                          Part,
+                                          Row,
+                                          cell_parts,
+                                          column_layout,
+                                          progress_cell,
+)
 from console.tui.widgets._header_bar import HeaderBar
 from console.tui.widgets._key_bar import KeyBar
 from console.tui.widgets._line_frame import LineFrame

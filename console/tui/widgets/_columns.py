@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rich.cells import cell_len
 from rich.style import Style
@@ -73,7 +74,7 @@ def column_layout(columns: Sequence[Column], total: int, fitted: Sequence[int]) 
 
 # A row is a tuple with one entry per column: plain text, or (text, style) parts. Rows are
 # plain values, so a rendered line is cached by the row itself and re-rendered only when
-# what it shows changes (making a line costs ~60 µs here, a lookup nothing).
+# what it shows changes (making a line is costly, a lookup is not).
 Part = tuple[str, str | Style]
 CellValue = "str | Part | tuple[Part, ...]"
 Row = tuple[Any, ...]

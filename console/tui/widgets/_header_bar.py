@@ -114,7 +114,7 @@ class HeaderBar(Widget):
 
     def _styles(self) -> tuple[Style, Style, Style]:
         # kept until the style changes: Textual's refresh() forgets its own, and working them
-        # out again took ~0.3 ms of each change
+        # out again on each change is not free
         if self._style_parts is None:
             base = self.rich_style
             self._style_parts = (base, base + self.get_component_rich_style("headerbar--label", partial=True),
