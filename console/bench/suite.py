@@ -215,7 +215,8 @@ def _figures(d: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                             "peak (ru_maxrss)",
         "shell_dag_s": "`switchboard run --until-idle` in a fresh process, cold start included, vs `make -j5`",
         "runner_rss_mb": "`switchboard run --until-idle` over 100,000 no-op python processes in a DAG (two "
-                         "dependencies each), in a fresh process: its own peak RSS (wait4); runner_wall_s its wall time",
+                         "dependencies each), in a fresh process: its own peak RSS (wait4); runner_wall_s its "
+                         "wall time",
         "open_loop_lag_ms": "the console (headless run_test, owning the database) opening 1,000,000 processes "
                             "(999,000 final): the loop's lateness from the start until 0.5 s after the data is on "
                             "screen; open_data_on_screen_s is when the panes first show it",
