@@ -97,3 +97,36 @@ def fill_transfers(path: Path, rows: int, calls: int) -> None:
 def _transfer_rows(first: int, last: int, calls: int, statuses: list[str], summary: str, start: float) -> Any:
     return ((f"tr-{i:07d}", f"call-{i % calls}", f"transfer-{i:07d}", statuses[i % len(statuses)], summary,
              start + i, start + i) for i in range(first, last))
+
+
+def fill_processes(path: Path, rows: int, step_folder: Path) -> None:
+    """`rows` python processes into the schema the store created, oldest first: mostly
+    completed, one in a thousand failed (waiting for an operator), one in ten thousand pending
+    (a no-op step in `step_folder`). Blocking: run it in a worker thread."""
+    spec = json.dumps({"entry": "bench_steps:noop", "path": str(step_folder)})
+    start = time.time() - rows
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA synchronous = OFF")  # set-up only
+        db.execute("BEGIN")
+        for first in range(0, rows, _CHUNK):
+            db.executemany(
+                "INSERT INTO processes (id, kind, priority, spec, resources, max_attempts, state, progress, "
+                "created_at, updated_at, started_at, finished_at) "
+                "VALUES (?, 'python', 'medium', ?, '{}', 3, ?, ?, ?, ?, ?, ?)",
+                _process_rows(first, min(rows, first + _CHUNK), spec, start))
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def _process_state(i: int) -> str:
+    return "pending" if i % 10_000 == 5 else "failed" if i % 1000 == 7 else "completed"
+
+
+def _process_rows(first: int, last: int, spec: str, start: float) -> Any:
+    for i in range(first, last):
+        state = _process_state(i)
+        done = state != "pending"
+        yield (f"h{i:07d}", spec, state, 1.0 if state == "completed" else 0.0, start + i, start + i,
+               start + i if done else None, start + i + 0.5 if done else None)

@@ -71,7 +71,18 @@ class SpecJson:
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Any, Any, str, str]] = {}
 
+    def __len__(self) -> int:
+        """How many processes' JSON it holds."""
+        return len(self._cache)
+
     def __call__(self, p: Process) -> tuple[str, str]:
+        if p.state is State.COMPLETED:
+            # written once more at most: holding its JSON would cost memory for every
+            # process a long run has finished
+            hit = self._cache.pop(p.id, None)
+            if hit is not None and hit[0] is p.spec and hit[1] is p.resources:
+                return hit[2], hit[3]
+            return _dumps(p.spec), _dumps(p.resources) if p.resources else "{}"
         hit = self._cache.get(p.id)
         if hit is None or hit[0] is not p.spec or hit[1] is not p.resources:
             resources = _dumps(p.resources) if p.resources else "{}"  # most have none
