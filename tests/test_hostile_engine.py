@@ -22,6 +22,14 @@ def rows(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+def ready(db: Path, sql: str, expected: list[tuple]) -> bool:
+    """For waits: the database may exist before its tables do."""
+    try:
+        return db.exists() and rows(db, sql) == expected
+    except sqlite3.OperationalError:
+        return False
+
+
 def runner(db: Path, data: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "SWITCHBOARD_ENGINE__LEASE_TTL_S": str(TTL_S), "SWITCHBOARD_DATA_DIR": str(data)}
     return subprocess.Popen([*SB, "run", "--db", str(db), *args], stdout=subprocess.DEVNULL,
@@ -35,7 +43,7 @@ def test_a_runner_that_lost_its_lease_stops_without_writing_and_exits_3(tmp_path
     a = runner(db, tmp_path / "a", "--workflow", str(wf), "--until-idle")
     b = None
     try:
-        wait_until(lambda: db.exists() and rows(db, "SELECT state FROM processes") == [("running",)], timeout=30)
+        wait_until(lambda: ready(db, "SELECT state FROM processes", [("running",)]), timeout=30)
         a_pid = rows(db, "SELECT pid FROM lease")[0][0]
         assert a_pid == a.pid
         os.kill(a.pid, signal.SIGSTOP)
