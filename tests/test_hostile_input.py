@@ -235,22 +235,21 @@ def test_deeply_nested_json_in_a_setting_variable_is_one_line(tmp_path, where):
 
 
 def test_texts_in_events_and_reasons_are_capped(tmp_path):
-    """A command that cannot start, with an argument of a megabyte: the error quotes the command
-    line, once in the interruption and again in the failure. Each text is cut at 4,096
-    characters, with a marker of how long it was."""
-    argv = json.dumps(["/nonexistent/program", "x" * 1_000_000])
-    Path("w.toml").write_text(f'[[process]]\nid = "a"\nkind = "shell"\nmax_attempts = 2\ncommand = {argv}\n')
+    """A step whose error is a megabyte long: the error goes into the failure's event and the
+    process's reason, each cut at 4,096 characters with a marker of how long it was."""
+    Path("jobs").mkdir()
+    Path("jobs/big.py").write_text('async def boom(ctx):\n    raise RuntimeError("y" * 1_000_000)\n')
+    Path("w.toml").write_text('[[process]]\nid = "a"\nkind = "python"\nentry = "big:boom"\npath = "jobs"\n'
+                              'max_attempts = 2\n')
     db = tmp_path / "h.db"
     result = sb("run", "--db", str(db), "--workflow", "w.toml", "--until-idle",
                 env={"SWITCHBOARD_ENGINE__RETRY_BASE_S": "0.01"})
     assert result.returncode == 1, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    failed = [e for e in events if e["type"] in ("interrupted", "failed")]
-    assert [e["type"] for e in failed] == ["interrupted", "failed"]
+    assert any(e["type"] == "failed" for e in events)
     for e in events:
         assert len(e.get("message", "")) < 4200
-    for e in failed:
-        assert "/nonexistent/program" in e["message"] and "characters in all]" in e["message"]
+    assert any("characters in all]" in e.get("message", "") for e in events)
     con = sqlite3.connect(db)
     try:
         assert con.execute("SELECT max(length(message)) FROM events").fetchone()[0] < 4200
